@@ -61,6 +61,9 @@ SCITOKEN = Section(
         Knob("key_id", "", "", "Key id (kid) published by the issuer (required)."),
         Knob("lifetime", 3600, "s", "Token lifetime."),
         Knob("subject", "", "", "Token subject (sub) the CE maps to a local user (required)."),
+        Knob("scope", "condor:/READ condor:/WRITE compute.create compute.read compute.modify compute.cancel", "",
+             "Token scopes. HTCondor 23 turns the condor:/ scopes into authorizations (the pilot's HTCondor-G "
+             "needs READ at the CE collector and WRITE at its schedd); compute.* are the CE-profile scopes."),
     ),
 )
 
@@ -72,6 +75,9 @@ IDTOKEN = Section(
         Knob("key_id", "POOL", "", "Key id (kid); upstream doubles the key when it is POOL."),
         Knob("trust_domain", "", "domain", "Pool TRUST_DOMAIN, the token's issuer (required)."),
         Knob("lifetime", 86400, "s", "Token lifetime (upstream idtoken_lifetime, 24 h)."),
+        Knob("identity_subdomain", "glideins", "", "Glidein identities are <GLIDEIN_Site>@<this>.<trust_domain> "
+             "(upstream: <site>@<frontend host>); a separate domain lets the pool let glideins, and no "
+             "local user, advertise startds."),
     ),
 )
 
@@ -241,7 +247,19 @@ GROUP_CONFIG_SECTIONS: dict[str, Section] = {
     "partitionable_glidein": PARTITIONABLE_GLIDEIN,
 }
 
+DAEMON = Section(
+    "frontend.daemon",
+    "Where the frontend daemon keeps its state (command-line options of `python3 -m glideinlab.frontend`).",
+    (
+        Knob("work_dir", "/var/lib/gwms-frontend/work", "path",
+             "Per-group history (removal escalation counters) survives restarts here."),
+        Knob("token_refresh", 0.5, "fraction", "Mint a new SciToken/IDTOKEN when this fraction of its lifetime "
+             "has passed (upstream regenerates glidein IDTOKENs after an hour)."),
+    ),
+)
+
 SECTIONS: tuple[Section, ...] = (
+    DAEMON,
     FRONTEND,
     FACTORY,
     STAGE,

@@ -82,7 +82,8 @@ HTCONDOR_TIMING = Section(
         _profile_knob("JOB_ROUTER_POLLING_PERIOD", 2, 10, "s", "How often the CE's JobRouter looks for jobs."),
         _profile_knob("GRIDMANAGER_JOB_PROBE_INTERVAL", 5, 60, "s", "How often HTCondor-G probes a grid job."),
         _profile_knob("CONDOR_JOB_POLL_INTERVAL", 2, 10, "s", "How often condor-C polls the remote schedd."),
-        _profile_knob("GRIDMANAGER_TIMEOUT_INTERVAL", 5, 120, "s", "Gridmanager idle shutdown / retry pace."),
+        _profile_knob("GRIDMANAGER_RESOURCE_PROBE_INTERVAL", 5, 300, "s",
+                      "How often HTCondor-G pings a grid resource it believes down."),
         _profile_knob("CLASSAD_LIFETIME", 60, 900, "s", "How long the collector keeps an ad not refreshed."),
     ),
 )

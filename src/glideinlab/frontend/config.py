@@ -57,6 +57,7 @@ class SciTokenConfig:
     key_id: str
     lifetime: int
     subject: str
+    scope: str
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class IdTokenConfig:
     key_id: str
     trust_domain: str
     lifetime: int
+    identity_subdomain: str
 
 
 @dataclass(frozen=True)

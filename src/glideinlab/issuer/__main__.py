@@ -41,12 +41,18 @@ def serve(config: dict, where: str) -> None:
     host, _, port = require(config, "listen", where, "listen").rpartition(":")
 
     class Handler(BaseHTTPRequestHandler):
+        # HTTP/1.1 with Content-Length: libcurl (inside libscitokens) treats a TLS stream that ends
+        # without close_notify as an error, so the body must not be delimited by closing the socket.
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self):  # noqa: N802 (http.server API)
             body = docs.get(self.path.split("?")[0])
+            payload = body or b'{"error": "not found"}'
             self.send_response(200 if body else 404)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(body or b'{"error": "not found"}')
+            self.wfile.write(payload)
 
         def log_message(self, fmt, *args):
             log.info("%s %s", self.address_string(), fmt % args)

@@ -83,7 +83,7 @@ class Workspace:
         path = (home or state_home()) / name / "spec.json"
         if not path.exists():
             raise UserError(f"no workspace named {name!r} (run `glideinlab up --name {name}` first)")
-        return cls(WorkspaceSpec.from_dict(json.loads(path.read_text())), home=home)
+        return cls(_read_spec(path), home=home)
 
     @property
     def compose_files(self) -> list[str]:
@@ -139,7 +139,7 @@ class Workspace:
     def _check_same_spec(self) -> None:
         if not self.spec_file.exists():
             return
-        saved = WorkspaceSpec.from_dict(json.loads(self.spec_file.read_text()))
+        saved = _read_spec(self.spec_file)
         if saved != self.spec and self.containers():
             diff = ", ".join(f"{k}={getattr(saved, k)!r}" for k in saved.to_dict()
                              if getattr(saved, k) != getattr(self.spec, k))
@@ -249,6 +249,15 @@ class Workspace:
             args += ["-e", f"{k}={v}"]
         args += [self.container_of(service), *cmd]
         return self.engine.run(*args, capture=capture, check=check, timeout=timeout, input=input)
+
+
+def _read_spec(path: Path) -> WorkspaceSpec:
+    try:
+        return WorkspaceSpec.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        name = path.parent.name
+        raise UserError(f"cannot read {path}: {exc}",
+                        hint=f"run `glideinlab down --volumes --name {name}` and `up` again") from None
 
 
 def _first_problem(status: NodeStatus) -> str:

@@ -63,7 +63,7 @@ def frontend_config(spec: WorkspaceSpec) -> dict:
             "scitoken": {"issuer": C.issuer_url(spec), "key_file": ISSUER_KEY, "key_id": ISSUER_KID,
                          "subject": FRONTEND_SERVICE, "lifetime": 3600},
             "idtoken": {"signing_key_file": FRONTEND_SIGNING_KEY, "key_id": "POOL", "trust_domain": fe,
-                        "identity_domain": C.glidein_identity_domain(spec), "lifetime": 86400},
+                        "identity_subdomain": C.GLIDEIN_DOMAIN_PREFIX.rstrip("."), "lifetime": 86400},
         },
         "attrs": {"GLIDEIN_Max_Idle": t["GLIDEIN_Max_Idle"], "GLIDEIN_Max_Tail": t["GLIDEIN_Max_Tail"],
                   "GLIDEIN_Failed_Wait": t["GLIDEIN_Failed_Wait"]},

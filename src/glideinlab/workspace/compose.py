@@ -8,6 +8,7 @@ Ports are published only through the separate override file, on 127.0.0.1.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import yaml
@@ -40,7 +41,7 @@ def render_compose(spec: WorkspaceSpec, images: ImageSet, state: Path) -> dict:
             "networks": {network: {"aliases": [node.fqdn]}},
             "volumes": [f"{state / 'nodes' / node.service}:/etc/glideinlab:ro"]
             + ([f"{package_dir()}:{NODE_PACKAGE_DIR}:ro"] if spec.code_mount else []),
-            "healthcheck": HEALTH,
+            "healthcheck": copy.deepcopy(HEALTH),  # a shared dict would become YAML anchors
             "stop_grace_period": "10s",
             "init": False,  # supervisord is PID 1 and reaps children
         }

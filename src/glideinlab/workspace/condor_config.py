@@ -152,7 +152,13 @@ COLLECTOR.ALLOW_DAEMON = $(LOCAL_DAEMONS), $(FACTORY_IDENTITY)
 SCHEDD_NAME = schedd_glideins1
 SCHEDD.ALLOW_WRITE = $(LOCAL_DAEMONS), gfactory@$(UID_DOMAIN), $(FACTORY_IDENTITY)
 QUEUE_SUPER_USERS = root, condor, gfactory
-# Glideins are grid jobs; give the gridmanager room and quick retries.
+# HTCondor-G's condor-C client may read a CE anonymously (HTCondor-CE allows it), so a pilot the CE
+# refuses is held with the CE's authentication error instead of waiting on a "down" resource forever.
+C_GAHP.SEC_CLIENT_AUTHENTICATION = OPTIONAL
+C_GAHP.SEC_CLIENT_INTEGRITY = OPTIONAL
+C_GAHP_WORKER_THREAD.SEC_CLIENT_AUTHENTICATION = OPTIONAL
+C_GAHP_WORKER_THREAD.SEC_CLIENT_INTEGRITY = OPTIONAL
+# Glideins are grid jobs; give the gridmanager room.
 GRIDMANAGER_MAX_SUBMITTED_JOBS_PER_RESOURCE = 1000
 GRIDMANAGER_DEBUG = D_FULLDEBUG
 """,
@@ -170,9 +176,11 @@ def _ce_pool(node: Node, spec: WorkspaceSpec, daemons) -> dict[str, str]:
 WORKER_IDENTITY = condor@{fqdn}
 COLLECTOR.ALLOW_ADVERTISE_STARTD = $(WORKER_IDENTITY)
 COLLECTOR.ALLOW_ADVERTISE_MASTER = $(LOCAL_DAEMONS), $(WORKER_IDENTITY)
-# The CE's JobRouter (local, FS) submits routed jobs on behalf of their owners.
+# The CE's JobRouter (local, FS) submits routed jobs on behalf of their owners, who may never
+# have had a job here before (by default a super user may only impersonate past owners).
 SCHEDD.ALLOW_WRITE = *@$(UID_DOMAIN)
 QUEUE_SUPER_USERS = root, condor
+QUEUE_SUPER_USER_MAY_IMPERSONATE = .*
 SCHEDD_NAME = {fqdn}
 SEC_ENABLE_MATCH_PASSWORD_AUTHENTICATION = True
 """,
@@ -192,6 +200,9 @@ NUM_CPUS = {spec.worker_cpus}
 MEMORY = {spec.worker_memory}
 STARTD_NAME = {node.service}
 SEC_ENABLE_MATCH_PASSWORD_AUTHENTICATION = True
+# Run jobs as their owner (the account the CE mapped the pilot to), not as nobody: the CE's schedd
+# shares our UID_DOMAIN, though its host name is not under it.
+TRUST_UID_DOMAIN = True
 # One partitionable slot, so several glideins can share a worker.
 NUM_SLOTS = 1
 NUM_SLOTS_TYPE_1 = 1
@@ -229,9 +240,17 @@ ENABLE_IPV6 = False
 """,
         "10-security.conf": _security(f"{fqdn}:{D.CE_PORT}", fqdn, "FS, SCITOKENS, IDTOKENS",
                                       "FS, IDTOKENS") + f"""\
+# As HTCondor-CE: READ (finding the schedd, job status) may be anonymous, so a pilot whose token is
+# missing or forged reaches the schedd and its submission is refused there, and HTCondor-G holds it with
+# the authentication error as the reason. WRITE, DAEMON, ADVERTISE and ADMINISTRATOR stay authenticated.
+SEC_READ_AUTHENTICATION = OPTIONAL
+SEC_READ_INTEGRITY = OPTIONAL
+DENY_READ = unmapped@*
 # Pilot SciTokens: audience is this CE, issuer/subject mapped to a local account by the mapfile.
 SCITOKENS_SERVER_AUDIENCE = {ce_audience(spec)}
 CERTIFICATE_MAPFILE = /etc/condor-ce/condor_mapfile
+# As HTCondor-CE: exact keys are hashed, regexes are written between slashes.
+CERTIFICATE_MAPFILE_ASSUME_HASH_KEYS = True
 SCHEDD.ALLOW_WRITE = $(LOCAL_DAEMONS), {PILOT_ACCOUNT}@$(UID_DOMAIN)
 SCHEDD.ALLOW_READ = *
 QUEUE_SUPER_USERS = root, condor
@@ -241,7 +260,7 @@ QUEUE_SUPER_USERS = root, condor
 JOB_ROUTER_NAME = htcondor-ce
 JOB_ROUTER_SCHEDD2_NAME = {fqdn}
 JOB_ROUTER_SCHEDD2_POOL = {fqdn}:{D.POOL_PORT}
-JOB_ROUTER_SCHEDD2_SPOOL = /var/lib/condor/spool
+JOB_ROUTER_SCHEDD2_SPOOL = /var/spool/condor
 JOB_ROUTER_SOURCE_JOB_CONSTRAINT = target.JobUniverse =?= 5
 JOB_ROUTER_USE_DEPRECATED_ROUTER_ENTRIES = False
 JOB_ROUTER_ROUTE_NAMES = Local_Condor

@@ -27,6 +27,11 @@ def render_workspace(spec: WorkspaceSpec, state: Path, trust: Trust) -> None:
     nodes_dir = state / "nodes"
     for node in spec.nodes:
         render_node(node, spec, nodes_dir / node.service, trust)
+    # nodes no longer in the spec (fewer workers) must not keep their keys and tokens around
+    wanted = {node.service for node in spec.nodes}
+    for stale in nodes_dir.iterdir():
+        if stale.is_dir() and stale.name not in wanted:
+            shutil.rmtree(stale)
 
 
 def render_node(node: Node, spec: WorkspaceSpec, target: Path, trust: Trust) -> None:
@@ -83,7 +88,7 @@ def supervisor_programs(node: Node) -> dict[str, str]:
         progs[f"10-{name}.conf"] = _program(name, "/usr/sbin/condor_master -f", env=env, stopsignal="QUIT")
     for service in node.services:
         command, user = SERVICE_COMMANDS[service](node)
-        progs[f"20-{service}.conf"] = _program(service, command, user=user)
+        progs[f"20-{service}.conf"] = _program(service, command, user=user, env=SERVICE_ENV.get(service, ""))
     return progs
 
 
@@ -101,6 +106,15 @@ SERVICE_COMMANDS = {
                               "frontend"),
     "factory": lambda node: ("/usr/bin/python3 -m glideinlab.factory --config /etc/gwms-factory/factory.yaml",
                              "gfactory"),
+}
+
+
+# The daemons authenticate only with their IDTOKENs, so they have the same identity whether the
+# collector they talk to is local or not (the server picks FS first, which would make the frontend
+# frontend@<host> at its own collector).
+SERVICE_ENV = {
+    "frontend": "_condor_SEC_CLIENT_AUTHENTICATION_METHODS=\"IDTOKENS\"",
+    "factory": "_condor_SEC_CLIENT_AUTHENTICATION_METHODS=\"IDTOKENS\"",
 }
 
 

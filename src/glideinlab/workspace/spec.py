@@ -28,8 +28,8 @@ ROLE_DAEMONS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 ROLE_SERVICES: dict[str, tuple[str, ...]] = {
     "ce": (),
-    "factory": ("stage-http",),
-    "frontend": ("stage-http", "issuer"),
+    "factory": ("factory", "stage-http"),
+    "frontend": ("frontend", "stage-http", "issuer"),
     "worker": (),
 }
 
@@ -82,7 +82,7 @@ class WorkspaceSpec:
         given = {k: v for k, v in given.items() if v is not None}
         entries = given.pop("entries", None)
         values = apply_section(given, D.WORKSPACE, "options")
-        if not _NAME_RE.match(values["name"]):
+        if not _NAME_RE.fullmatch(values["name"]):
             raise ConfigError("options", "name", f"{values['name']!r} must match {_NAME_RE.pattern}")
         if not 1 <= values["workers"] <= 64:
             raise ConfigError("options", "workers", f"must be between 1 and 64, got {values['workers']}")

@@ -101,19 +101,24 @@ class Trust:
     def ensure(self) -> list[str]:
         """Create whatever is missing; return what was created (empty on a second run)."""
         created: list[str] = []
-        if not self.ca_cert.exists():
+        # Anything derived from a regenerated parent is regenerated too (a cert from an old CA, a
+        # token from an old key), so deleting one file is always a safe way to rotate it.
+        ca_new = not (self.ca_cert.exists() and self.ca_key.exists())
+        if ca_new:
             self._make_ca()
             created.append("ca")
         for node in self.spec.nodes:
-            if not self.host_cert(node.fqdn).exists():
+            if ca_new or not (self.host_cert(node.fqdn).exists() and self.host_key(node.fqdn).exists()):
                 self._make_host_cert(node.fqdn, node.service)
                 created.append(f"host:{node.fqdn}")
+        new_pools = set()
         for pool in POOLS:
             if not self.signing_key(pool).exists():
                 _write(self.signing_key(pool), idtoken.new_signing_key_file(), 0o600)
+                new_pools.add(pool)
                 created.append(f"signing:{pool}")
         for tok in TOKENS:
-            if not self.token(tok.file).exists():
+            if tok.pool in new_pools or not self.token(tok.file).exists():
                 token = idtoken.mint_idtoken(
                     self.signing_key(tok.pool).read_bytes(),
                     key_id=POOL_KEY_ID,
@@ -194,7 +199,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)  # a .tmp left by a crash keeps its old mode through O_CREAT
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-    os.chmod(tmp, mode)
     os.replace(tmp, path)

@@ -1,0 +1,83 @@
+"""Node-side observations for the smoke test: what HTCondor shows on this node, as JSON.
+
+Run inside a node (``python3 -m glideinlab.smoke.observe ROLE``) as root, so local queries authenticate
+with FS; all queries go through :mod:`glideinlab.condor.adapter`.  Each role reports only what its own
+daemons know:
+
+* factory:  glideclient requests in the WMS collector, the glideins in the factory schedd;
+* ce:       jobs in the CE schedd (9619) and in the site pool's schedd;
+* frontend: glidein startds in the user pool, and the smoke jobs (queue and history) of one cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..condor.adapter import Condor, CondorError
+
+GLIDEIN_ATTRS = ["ClusterId", "ProcId", "JobStatus", "GridJobStatus", "QDate", "EnteredCurrentStatus",
+                 "HoldReason", "GlideinEntryName", "GlideinClient"]
+JOB_ATTRS = ["ClusterId", "ProcId", "JobStatus", "Owner", "QDate", "EnteredCurrentStatus", "HoldReason",
+             "RoutedToJobId", "RemoteHost", "ExitCode", "JobStartDate", "CompletionDate", "LastRemoteHost"]
+SLOT_ATTRS = ["Name", "Machine", "State", "Activity", "GLIDECLIENT_Name", "GLIDEIN_Site", "GLIDEIN_Entry_Name",
+              "GLIDEIN_Factory", "DaemonStartTime", "Cpus", "Memory"]
+
+
+def _safe(fn):
+    try:
+        return fn()
+    except CondorError as err:
+        return {"error": str(err)}
+
+
+def observe_factory(condor: Condor) -> dict:
+    return {
+        "requests": _safe(lambda: condor.query_ads(
+            None, 'GlideinMyType =?= "glideclient"',
+            ["Name", "ReqIdleGlideins", "ReqMaxGlideins", "ReqRemoveExcess", "LastHeardFrom"])),
+        "factory_ads": _safe(lambda: condor.query_ads(
+            None, 'GlideinMyType =?= "glidefactory" || GlideinMyType =?= "glidefactoryclient"',
+            ["Name", "GlideinMyType", "GlideinMonitorTotalStatusHeld", "GlideinMonitorStatusHeld"])),
+        "glideins": _safe(lambda: condor.query_jobs(condor.schedd(), "GlideinFactory =!= undefined",
+                                                    GLIDEIN_ATTRS)),
+    }
+
+
+def observe_ce(condor: Condor) -> dict:
+    fqdn = condor.h.param["FULL_HOSTNAME"]
+    site = _safe(lambda: condor.query_jobs(condor.schedd(), "true", JOB_ATTRS))
+    # the CE instance: its own collector on 9619 locates its schedd (root authenticates with FS)
+    ce = _safe(lambda: condor.query_jobs(condor.schedd(fqdn, f"{fqdn}:9619"), "true", JOB_ATTRS))
+    return {"ce_jobs": ce, "site_jobs": site}
+
+
+def observe_frontend(condor: Condor, cluster: int | None) -> dict:
+    out = {"slots": _safe(lambda: condor.query_ads(None, "GLIDECLIENT_Name =!= undefined",
+                                                   SLOT_ATTRS, ad_type="Startd"))}
+    if cluster is not None:
+        schedd = condor.schedd()
+        out["jobs"] = _safe(lambda: condor.query_jobs(schedd, f"ClusterId == {cluster}", JOB_ATTRS))
+        out["history"] = _safe(lambda: condor.query_jobs(schedd, f"ClusterId == {cluster}", JOB_ATTRS,
+                                                         history=True))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    role = argv[0]
+    condor = Condor()
+    if role == "factory":
+        data = observe_factory(condor)
+    elif role == "ce":
+        data = observe_ce(condor)
+    elif role == "frontend":
+        data = observe_frontend(condor, int(argv[1]) if len(argv) > 1 else None)
+    else:
+        print(f"unknown role {role!r}", file=sys.stderr)
+        return 2
+    print(json.dumps(data, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
