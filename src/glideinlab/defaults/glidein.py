@@ -57,7 +57,8 @@ GLIDEIN = Section(
         Knob("GLIDEIN_Download_Timeout", 30, "s", "Timeout of one HTTP request to a staging area."),
         Knob("GLIDEIN_Download_Retries", 3, "tries", "Attempts per staged file before validation fails."),
         Knob("GLIDEIN_Script_Timeout", 600, "s", "A validation script running longer is killed and fails."),
-        Knob("GLIDEIN_Poll_Interval", 5, "s", "How often the glidein checks on its condor_master."),
+        Knob("GLIDEIN_Poll_Interval", 5, "s", "How often the glidein checks on its children (validation "
+             "scripts, condor_master) for signals, timeouts and the first job."),
         Knob("GLIDEIN_Kill_Margin", 60, "s", "Slack after the expected end (ToDie + update + graceful, or a "
              "forwarded signal + graceful) before condor_master gets SIGQUIT, and again before SIGKILL."),
         Knob("GLIDEIN_Log_Tail_Lines", 200, "lines", "Lines of each HTCondor log printed to stderr at exit."),

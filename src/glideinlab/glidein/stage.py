@@ -41,8 +41,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-FILE_TYPES = ("regular", "exec")
-DESCRIPTION_KINDS = ("signature", "file_list", "consts_file")
 #: logical names of the stage's own files; user files may not take them
 RESERVED_NAMES = frozenset({"description.cfg", "signature.sha256", "file_list.lst", "constants.cfg"})
 #: the glidein's standard validation scripts, shipped as package data next to this module
@@ -162,7 +160,8 @@ def standard_validation_scripts() -> dict[str, bytes]:
 def _check_inputs(files: Mapping[str, bytes], executable: set[str], constants: Mapping[str, str]) -> None:
     for name, content in files.items():
         if not isinstance(name, str) or not _LOGICAL_NAME.fullmatch(name):
-            raise StageError(f"file name {name!r} must match {_LOGICAL_NAME.pattern} (no '/', no spaces)")
+            raise StageError(f"file name {name!r} must be letters, digits and '_.+-', not start or end with "
+                             "'.' (no '/', no spaces)")
         if name in RESERVED_NAMES:
             raise StageError(f"file name {name!r} is reserved for the stage's own files")
         if not isinstance(content, (bytes, bytearray)):
@@ -172,7 +171,7 @@ def _check_inputs(files: Mapping[str, bytes], executable: set[str], constants: M
         raise StageError(f"executable names files that are not staged: {', '.join(unknown)}")
     for key, value in constants.items():
         if not isinstance(key, str) or not _CONSTANT_KEY.fullmatch(key):
-            raise StageError(f"constant name {key!r} must match {_CONSTANT_KEY.pattern}")
+            raise StageError(f"constant name {key!r} must be a letter or '_' then letters, digits or '_'")
         if not isinstance(value, str) or "\n" in value or "\r" in value:
             raise StageError(f"constant {key} must be a one-line string, got {value!r}")
 

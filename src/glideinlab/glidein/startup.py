@@ -25,9 +25,9 @@ stage formats, defaults); unit tests keep the copies equal.  What it does, as up
    the user collector (best effort), sleep GLIDEIN_Failed_Wait (so a broken node does not eat pilots;
    any signal ends the sleep), exit 1.
 6. Otherwise write ``condor_config`` (one partitionable slot of GLIDEIN_CPUS cores and GLIDEIN_MaxMemMBs
-   MB, IDTOKENS to the user collector, claim sessions for the schedd, the lifetime of upstream's §4.3) and
-   run ``condor_master -f`` with CONDOR_CONFIG pointing at it.  The glidein exits when no job claims it for
-   GLIDEIN_Max_Idle s, or — once a job ran — for GLIDEIN_Max_Tail s (HTCondor's STARTD_NOCLAIM_SHUTDOWN,
+   MB, or GLIDEIN_CPUS static slots with ``-slotslayout fixed``; IDTOKENS to the user collector, claim
+   sessions for the schedd, the lifetime of upstream's §4.3) and run ``condor_master -f`` with
+   CONDOR_CONFIG pointing at it.  The glidein exits when no job claims it for GLIDEIN_Max_Idle s, or — once a job ran — for GLIDEIN_Max_Tail s (HTCondor's STARTD_NOCLAIM_SHUTDOWN,
    switched from the first to the second by a reconfig when the first job starts: the startd publishes no
    attribute for "time since the last claim ended", so an expression cannot measure the tail), or at
    GLIDEIN_ToDie (STARTD.DAEMON_SHUTDOWN).
@@ -43,6 +43,7 @@ Exit codes: 0 ran normally (even with no job), 1 validation failure, 2 bad argum
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,9 +60,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 # Same values as glideinlab.defaults.glidein.GLIDEIN (a unit test keeps them equal).
 DEFAULTS: dict[str, Any] = {
@@ -115,7 +117,6 @@ REPORT_END = "=== end of report ==="
 #: logged by the startd once per claim activation (one per job start); upstream counts the same line
 JOB_ACTIVATION_LINE = "Got activate_claim request from shadow"
 _REMOTE_JOB_ID = re.compile(r"Remote job ID is (\d+\.\d+)")
-STAGE_ORDER = ("main", "entry", "client", "client_group")
 WORK_DIR_CHOICES = (".", "Condor", "OSG", "TMPDIR", "AUTO")
 #: signal received -> signal sent to condor_master the first time
 FORWARDED_SIGNALS = {signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM,
@@ -142,7 +143,7 @@ class ValidationFailure(Exception):
 
 
 class Interrupted(Exception):
-    """A signal arrived before HTCondor started."""
+    """A signal arrived before HTCondor started (raised by the main flow, never by the handler)."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -300,16 +301,21 @@ class DownloadError(Exception):
 
 
 def stage_locations(args: Mapping[str, Any]) -> list[StageLocation]:
-    """The four stages of a glidein, in :data:`STAGE_ORDER`."""
+    """The four stages of a glidein, in download and run order: main, entry, client, client_group."""
     entry, group = args["entry_name"], args["client_group"]
     return [
         StageLocation("main", args["web"], args["descript"], args["sign"], "main"),
         StageLocation("entry", f"{args['web'].rstrip('/')}/entry_{entry}", args["descript_entry"],
-                      args["sign_entry"], f"entry_{entry}"),
+                      args["sign_entry"], _one_path_component(f"entry_{entry}")),
         StageLocation("client", args["client_web"], args["client_descript"], args["client_sign"], "client"),
         StageLocation("client_group", args["client_web_group"], args["client_descript_group"],
-                      args["client_sign_group"], f"client_group_{group}"),
+                      args["client_sign_group"], _one_path_component(f"client_group_{group}")),
     ]
+
+
+def _one_path_component(name: str) -> str:
+    # entry and group names may hold '/' or '..' (any command-line word): keep the stage dir in the work dir
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name).replace("..", "__")
 
 
 def staged_name(logical: str, digest: str) -> str:
@@ -577,14 +583,15 @@ def collector_host(collector: str) -> str:
 
 def classad_literal(value: str) -> str:
     """A glidein_config value as a ClassAd literal for a config file: ints, reals and booleans bare,
-    everything else a quoted string (``$`` written as ``$(DOLLAR)`` so config macros never expand)."""
+    everything else a quoted string.  ``$`` becomes the ClassAd octal escape ``\\044``: HTCondor's config
+    reader then sees no macro to expand (``$(DOLLAR)`` would turn ``$$`` into a match-time reference)."""
     if re.fullmatch(r"-?\d{1,18}", value):
         return str(int(value))
     if re.fullmatch(r"-?\d+\.\d+([eE][-+]?\d+)?", value):
         return value
     if value.lower() in ("true", "false"):
         return value.capitalize()
-    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$(DOLLAR)")
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\044")
     return f'"{quoted}"'
 
 
@@ -646,7 +653,7 @@ class CondorSetup:
     jobs_started: bool = False  # after the first job STARTD_NOCLAIM_SHUTDOWN is GLIDEIN_Max_Tail
 
 
-def _security_lines(setup: CondorSetup) -> list[str]:
+def _security_lines(setup: CondorSetup, methods: str) -> list[str]:
     return [
         "# Security: IDTOKENS to the user pool, FS locally, claim sessions for the schedd; nothing else.",
         f"TRUST_DOMAIN = {setup.trust_domain}",
@@ -657,8 +664,8 @@ def _security_lines(setup: CondorSetup) -> list[str]:
         "# claim ids travel to the collector in the private ad: always encrypt",
         "SEC_DEFAULT_ENCRYPTION = REQUIRED",
         "SEC_CLIENT_ENCRYPTION = REQUIRED",
-        "SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS, FS",
-        "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS, FS",
+        f"SEC_DEFAULT_AUTHENTICATION_METHODS = {methods}",
+        f"SEC_CLIENT_AUTHENTICATION_METHODS = {methods}",
         f"SEC_TOKEN_DIRECTORY = {setup.token_dir}",
         f"SEC_TOKEN_SYSTEM_DIRECTORY = {setup.system_token_dir}",
         f"SEC_PASSWORD_DIRECTORY = {setup.password_dir}",
@@ -723,7 +730,7 @@ def render_condor_config(setup: CondorSetup) -> str:
         lines.append(f"CCB_ADDRESS = {ccb}")
     lines += [
         "",
-        *_security_lines(setup),
+        *_security_lines(setup, "IDTOKENS, FS"),
         f"GLIDEINLAB_ACCOUNT = {setup.account}@$(UID_DOMAIN)",
         "ALLOW_ADMINISTRATOR = $(GLIDEINLAB_ACCOUNT)",
         "ALLOW_OWNER = $(GLIDEINLAB_ACCOUNT)",
@@ -774,8 +781,10 @@ def render_condor_config(setup: CondorSetup) -> str:
 
 
 def render_advertise_config(setup: CondorSetup) -> str:
-    """A client-only configuration for ``condor_advertise`` of the failure ad."""
-    lines = [*_layout_lines(setup), f"COLLECTOR_HOST = {', '.join(setup.collectors)}", *_security_lines(setup)]
+    """A client-only configuration for ``condor_advertise`` of the failure ad: it authenticates with the
+    glidein's IDTOKEN only, like the daemons would have (FS would name the local account instead)."""
+    lines = [*_layout_lines(setup), f"COLLECTOR_HOST = {', '.join(setup.collectors)}",
+             *_security_lines(setup, "IDTOKENS")]
     return "\n".join(lines) + "\n"
 
 
@@ -857,11 +866,19 @@ def parse_exit_report(text: str) -> dict[str, Any] | None:
         return None
 
 
+#: where an HTCondor install keeps its daemons; a batch job's PATH often lacks the sbin directories
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
 def clean_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The worker's environment without the outer HTCondor's ``_CONDOR_*`` config overrides (they would
-    reconfigure our daemons); ``_CONDOR_ANCESTOR_*`` stays for the outer starter's process tracking."""
-    return {key: value for key, value in environ.items()
-            if not key.upper().startswith("_CONDOR_") or key.upper().startswith("_CONDOR_ANCESTOR_")}
+    reconfigure our daemons); ``_CONDOR_ANCESTOR_*`` stays for the outer starter's process tracking.
+    PATH keeps the job's entries first and gains the system directories it lacks."""
+    env = {key: value for key, value in environ.items()
+           if not key.upper().startswith("_CONDOR_") or key.upper().startswith("_CONDOR_ANCESTOR_")}
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+    env["PATH"] = os.pathsep.join(path + [p for p in SYSTEM_PATH if p not in path])
+    return env
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -896,8 +913,10 @@ class Glidein:
         self.forwarded = 0
         self.next_escalation: float | None = None
         self.quit_sent = False
-        self.interruptible = True  # a signal before HTCondor runs ends the glidein at once
+        self.interruptible = True  # until HTCondor is about to start, a signal ends the glidein
+        self.stop_requested = False
         self.pending_signal: int | None = None
+        self.notes: list[str] = []  # what the signal handler did, logged by the main flow
         self.condor_start_time: int | None = None
         self.identity: dict[str, str] = {}
 
@@ -909,37 +928,51 @@ class Glidein:
             f"{self.args['glidein_name']}@{self.args['factory_name']} for {self.args['client_name']}")
         try:
             setup = self._prepare()
+            self.interruptible = False  # from now on signals go to condor_master (held until it starts)
+            self._check_stop()
         except ValidationFailure as failure:
             return self._fail(failure)
         except Interrupted:
             self.interruptible = False
             return self._finish(EXIT_INTERRUPTED, master_exit_code=None)
-        self.interruptible = False
+        except Exception as exc:  # a pilot must always report and wait: an unexpected error fails validation
+            return self._fail(ValidationFailure(f"unexpected {type(exc).__name__}: {exc}", "startup.py"))
         return self._run_condor(setup)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        """Runs between two bytecodes of the main flow, so it only records and sends signals: no output
+        (the interrupted code may be writing) and no exception (it may be inside Popen)."""
         name = signal.Signals(signum).name
         self.signal_name = self.signal_name or name
-        if self.master is not None and self.master.poll() is None:
-            forward = signal_to_forward(signum, self.forwarded)
-            self.forwarded += 1
-            log(f"got {name}; sending {signal.Signals(forward).name} to condor_master")
-            self.master.send_signal(forward)
-            if forward == signal.SIGQUIT:
-                self.quit_sent = True
-                self.next_escalation = time.time() + self.settings["GLIDEIN_Kill_Margin"]
-            else:
-                self.next_escalation = (time.time() + self.settings["GLIDEIN_Graceful_Shutdown"]
-                                        + self.settings["GLIDEIN_Kill_Margin"])
-            return
         if self.master is not None:
-            return  # already exited; the report follows
-        if self.interruptible:
-            if self.child is not None and self.child.poll() is None:
-                self.child.kill()
-            log(f"got {name}; stopping")
-            raise Interrupted(name)
-        self.pending_signal = signum  # condor_master is about to start: forward it then
+            if self.master.returncode is None:
+                forward = signal_to_forward(signum, self.forwarded)
+                self.forwarded += 1
+                self.master.send_signal(forward)
+                self.notes.append(f"got {name}; sent {signal.Signals(forward).name} to condor_master")
+                margin = self.settings["GLIDEIN_Kill_Margin"]
+                if forward == signal.SIGQUIT:
+                    self.quit_sent = True
+                    self.next_escalation = time.time() + margin
+                else:
+                    self.next_escalation = time.time() + self.settings["GLIDEIN_Graceful_Shutdown"] + margin
+        elif self.interruptible:
+            self.stop_requested = True
+            if self.child is not None:
+                _kill_process_group(self.child)
+            self.notes.append(f"got {name}; stopping")
+        else:
+            self.pending_signal = signum  # condor_master is about to start: forwarded then
+
+    def _flush_notes(self) -> None:
+        notes, self.notes = self.notes, []
+        for note in notes:
+            log(note)
+
+    def _check_stop(self) -> None:
+        self._flush_notes()
+        if self.stop_requested:
+            raise Interrupted(self.signal_name)
 
     # -- validation ---------------------------------------------------------------------------------------
     def _prepare(self) -> CondorSetup:
@@ -955,6 +988,7 @@ class Glidein:
             raise ValidationFailure(f"cannot create the work dir under {base}: {exc}", "work_dir") from None
         log(f"work dir {self.work_dir}")
         self._install_tokens()
+        self._check_stop()
 
         self.identity = self._identity()
         stages = self._download_stages()
@@ -1043,6 +1077,7 @@ class Glidein:
                 os.chmod(folder / name, 0o755 if name in executable else 0o644)
             log(f"{location.name} stage verified: {len(stage.files)} files from {location.url}")
             stages.append(stage)
+            self._check_stop()
         return stages
 
     def _run_script(self, stage: str, path: Path, config_path: Path) -> None:
@@ -1050,20 +1085,17 @@ class Glidein:
         started = time.monotonic()
         exit_code: int | None = None
         try:
+            # its own session, so a timeout or a signal kills whatever the script started too
             self.child = subprocess.Popen([str(path), str(config_path)], cwd=self.work_dir, env=self.env,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                          errors="replace")
-            try:
-                output, _ = self.child.communicate(timeout=timeout)
-                exit_code = self.child.returncode
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                output, _ = self.child.communicate()
-                output += f"\ntimed out after {timeout} s"
+                                          errors="replace", start_new_session=True)
         except OSError as exc:
             output = f"cannot run: {exc}"
+        else:
+            output, exit_code = self._collect(self.child, started + timeout, timeout)
         finally:
             self.child = None
+        self._check_stop()
         lines = [line for line in output.splitlines() if line.strip()]
         for line in lines:
             print(f"  [{stage}/{path.name}] {line}", flush=True)
@@ -1073,6 +1105,23 @@ class Glidein:
         log(f"{stage}/{path.name}: exit {exit_code} in {result.seconds:.1f} s")
         if exit_code != 0:
             raise ValidationFailure(f"{path.name}: {result.last_line or f'exit code {exit_code}'}", path.name)
+
+    def _collect(self, child: subprocess.Popen, deadline: float, timeout: int) -> tuple[str, int | None]:
+        """Output and exit code of a validation script; killed (with its session) on timeout or signal."""
+        while True:
+            try:
+                output, _ = child.communicate(timeout=self.settings["GLIDEIN_Poll_Interval"])
+                return output, child.returncode
+            except subprocess.TimeoutExpired:
+                if not self.stop_requested and time.monotonic() < deadline:
+                    continue
+            _kill_process_group(child)
+            try:
+                output, _ = child.communicate(timeout=self.settings["GLIDEIN_Kill_Margin"])
+            except subprocess.TimeoutExpired:  # a descendant that left the session holds the pipe
+                output = "(output lost: a process the script started keeps it open)"
+                child.wait()
+            return output + ("" if self.stop_requested else f"\ntimed out after {timeout} s"), None
 
     def _collectors(self) -> list[str]:
         if self.collectors is None:
@@ -1127,16 +1176,14 @@ class Glidein:
         log(f"VALIDATION FAILED in {failure.last_script}: {failure.reason}")
         for result in self.results:
             log(f"  {result.stage}/{result.name}: exit {result.exit_code} in {result.seconds} s: {result.last_line}")
-        try:
-            self._advertise_failure()
-            wait = failed_wait_seconds(self.settings, self.config, self.args["verbosity"])
-            log(f"waiting {wait} s before exiting (GLIDEIN_Failed_Wait)")
-            deadline = time.time() + wait
-            while time.time() < deadline:
-                time.sleep(min(1.0, deadline - time.time()))
-        except Interrupted:
-            pass
+        self._advertise_failure()
+        wait = failed_wait_seconds(self.settings, self.config, self.args["verbosity"])
+        log(f"waiting {wait} s before exiting (GLIDEIN_Failed_Wait; any signal ends the wait)")
+        deadline = time.time() + wait
+        while time.time() < deadline and not self.stop_requested:
+            time.sleep(min(1.0, deadline - time.time()))
         self.interruptible = False
+        self._flush_notes()
         return self._finish(EXIT_VALIDATION, master_exit_code=None)
 
     def _advertise_failure(self) -> None:
@@ -1166,7 +1213,7 @@ class Glidein:
             answer = subprocess.run([tool, "-tcp", "UPDATE_MASTER_AD", str(ad_path)],
                                     env={**self.env, "CONDOR_CONFIG": str(config_path)},
                                     capture_output=True, text=True, timeout=60)
-            outcome = f"exit {answer.returncode} {(answer.stdout + answer.stderr).strip()}"
+            outcome = f"exit {answer.returncode} {(answer.stdout + answer.stderr).strip()}".strip()
         except (OSError, subprocess.TimeoutExpired) as exc:
             outcome = str(exc)
         log(f"failure ad sent to {', '.join(collectors)}: {outcome}")
@@ -1175,19 +1222,20 @@ class Glidein:
     def _run_condor(self, setup: CondorSetup) -> int:
         assert self.work_dir is not None and self.lifetime is not None
         config_path = self.work_dir / "condor_config"
-        config_path.write_text(render_condor_config(setup))
         env = {**self.env, "CONDOR_CONFIG": str(config_path)}
         master = shutil.which("condor_master", path=self.env.get("PATH")) or "condor_master"
         log(f"starting condor_master: collector {', '.join(setup.collectors)}, retire at "
             f"{self.lifetime.to_retire}, die at {self.lifetime.to_die}")
         self.condor_start_time = int(time.time())
         try:
+            config_path.write_text(render_condor_config(setup))
             self.master = subprocess.Popen([master, "-f"], cwd=self.work_dir, env=env)
         except OSError as exc:
             log(f"cannot start condor_master: {exc}")
             return self._finish(EXIT_CONDOR, master_exit_code=None)
         if self.pending_signal is not None:
             self._on_signal(self.pending_signal, None)
+            self._flush_notes()
         exit_code = self._supervise(setup, config_path)
         log(f"condor_master exited with {exit_code}")
         normal = exit_code in NORMAL_MASTER_EXITS
@@ -1196,13 +1244,17 @@ class Glidein:
     def _supervise(self, setup: CondorSetup, config_path: Path) -> int:
         assert self.master is not None and self.lifetime is not None
         s = self.settings
-        deadline = self.lifetime.to_die + s["UPDATE_INTERVAL"] + s["GLIDEIN_Graceful_Shutdown"] + s["GLIDEIN_Kill_Margin"]
+        deadline = (self.lifetime.to_die + s["UPDATE_INTERVAL"] + s["GLIDEIN_Graceful_Shutdown"]
+                    + s["GLIDEIN_Kill_Margin"])
         startd_log = Path(setup.local_dir) / "log" / "StartdLog"
         while True:
             try:
-                return self.master.wait(timeout=s["GLIDEIN_Poll_Interval"])
+                exit_code = self.master.wait(timeout=s["GLIDEIN_Poll_Interval"])
+                self._flush_notes()
+                return exit_code
             except subprocess.TimeoutExpired:
                 pass
+            self._flush_notes()
             now = time.time()
             if not setup.jobs_started and s["GLIDEIN_Max_Tail"] != s["GLIDEIN_Max_Idle"] and \
                     job_activity(_read_text(startd_log)).starts:
@@ -1241,6 +1293,7 @@ class Glidein:
         return identity
 
     def _finish(self, exit_code: int, master_exit_code: int | None) -> int:
+        self._flush_notes()
         end_time = int(time.time())
         log_dir = self.work_dir / "condor" / "log" if self.work_dir else None
         activity = job_activity(_read_text(log_dir / "StartdLog.old") + _read_text(log_dir / "StartdLog")
@@ -1272,7 +1325,16 @@ class Glidein:
         sys.stdout.flush()
         if log_dir:
             self._print_log_tails(log_dir)
+        self._remove_work_dir()
         return exit_code
+
+    def _remove_work_dir(self) -> None:
+        """HTCondor cleans the job's scratch dir; a work dir elsewhere (-dir TMPDIR ...) is ours to remove."""
+        if self.work_dir is None:
+            return
+        owned_by_htcondor = {Path(folder) for folder in (self.environ.get("_CONDOR_SCRATCH_DIR"), self.cwd) if folder}
+        if self.work_dir.parent not in owned_by_htcondor:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def _print_log_tails(self, log_dir: Path) -> None:
         lines = self.settings["GLIDEIN_Log_Tail_Lines"]
@@ -1283,6 +1345,14 @@ class Glidein:
             sys.stderr.write(f"=== tail of {path.name} ({len(tail)} lines) ===\n")
             sys.stderr.write("".join(line + "\n" for line in tail))
         sys.stderr.flush()
+
+
+def _kill_process_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        with contextlib.suppress(OSError):
+            process.kill()
 
 
 def _read_text(path: Path) -> str:

@@ -28,7 +28,7 @@ WHERE = {
     "jobs_done": [("frontend-workspace", r"(Shadow|Sched)Log$")],
     "drained": [("factory-workspace", r"glideinlab/factory\.log$")],
 }
-ERROR = re.compile(r"\b(ERROR|error|failed|FAILED|denied|DENIED|refused|Traceback|held)\b")
+ERROR = re.compile(r"\b(ERROR|error|failed|FAILED|denied|DENIED|refused|Traceback|held|cannot|Cannot)\b")
 
 
 def collect(ws, observation: dict, failed_stage: str, dest: str | None = None) -> tuple[Path, str]:
@@ -43,7 +43,7 @@ def collect(ws, observation: dict, failed_stage: str, dest: str | None = None) -
         files[node.service] = _read_tar(data)
     for node, found in files.items():
         logdir = out / node
-        for name, text in found.items():
+        for name, (_, text) in found.items():
             target = logdir / name.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
@@ -61,7 +61,8 @@ def _tar(ws, service: str) -> bytes:
     return proc.stdout
 
 
-def _read_tar(data: bytes) -> dict[str, str]:
+def _read_tar(data: bytes) -> dict[str, tuple[float, str]]:
+    """name -> (mtime, text) of every regular file in a gzipped tar."""
     found = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
@@ -69,20 +70,21 @@ def _read_tar(data: bytes) -> dict[str, str]:
                 if member.isfile() and member.size < 50_000_000:
                     fh = tar.extractfile(member)
                     if fh is not None:
-                        found[member.name] = fh.read().decode(errors="replace")
+                        found[member.name] = (member.mtime, fh.read().decode(errors="replace"))
     except (tarfile.TarError, EOFError):
         pass
     return found
 
 
-def first_error(files: dict[str, dict[str, str]], failed_stage: str) -> str:
-    """The first error-looking line in the logs the failed stage points at, or anywhere."""
+def first_error(files: dict[str, dict[str, tuple[float, str]]], failed_stage: str) -> str:
+    """The most recent error-looking line in the logs the failed stage points at (newest file first),
+    else anywhere: what a developer would look at first."""
     places = WHERE.get(failed_stage, []) + [(node, r".") for node in files]
     for node, pattern in places:
-        for name, text in sorted(files.get(node, {}).items()):
-            if not re.search(pattern, name):
-                continue
-            for line in text.splitlines():
+        candidates = sorted(((mtime, name, text) for name, (mtime, text) in files.get(node, {}).items()
+                             if re.search(pattern, name)), reverse=True)
+        for _, name, text in candidates:
+            for line in reversed(text.splitlines()):
                 if ERROR.search(line) and "Daemon Log is logging" not in line:
                     return f"{node}:{name}: {line.strip()[:300]}"
     return ""

@@ -6,15 +6,18 @@ daemons know:
 
 * factory:  glideclient requests in the WMS collector, the glideins in the factory schedd;
 * ce:       jobs in the CE schedd (9619) and in the site pool's schedd;
-* frontend: glidein startds in the user pool, and the smoke jobs (queue and history) of one cluster.
+* frontend: glidein startds in the user pool, and testuser's jobs (queue and recent history).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 from ..condor.adapter import Condor, CondorError
+
+STARTED = time.time()
 
 GLIDEIN_ATTRS = ["ClusterId", "ProcId", "JobStatus", "GridJobStatus", "QDate", "EnteredCurrentStatus",
                  "HoldReason", "GlideinEntryName", "GlideinClient"]
@@ -52,31 +55,40 @@ def observe_ce(condor: Condor) -> dict:
     return {"ce_jobs": ce, "site_jobs": site}
 
 
-def observe_frontend(condor: Condor, cluster: int | None) -> dict:
-    out = {"slots": _safe(lambda: condor.query_ads(None, "GLIDECLIENT_Name =!= undefined",
-                                                   SLOT_ATTRS, ad_type="Startd"))}
-    if cluster is not None:
-        schedd = condor.schedd()
-        out["jobs"] = _safe(lambda: condor.query_jobs(schedd, f"ClusterId == {cluster}", JOB_ATTRS))
-        out["history"] = _safe(lambda: condor.query_jobs(schedd, f"ClusterId == {cluster}", JOB_ATTRS,
-                                                         history=True))
-    return out
+def observe_frontend(condor: Condor, owner: str) -> dict:
+    """Glidein startds, and the jobs of ``owner`` (queue, and history since this follower started)."""
+    schedd = condor.schedd()
+    mine = f'Owner == "{owner}"'
+    return {
+        "slots": _safe(lambda: condor.query_ads(None, "GLIDECLIENT_Name =!= undefined", SLOT_ATTRS,
+                                                ad_type="Startd")),
+        "jobs": _safe(lambda: condor.query_jobs(schedd, mine, JOB_ATTRS)),
+        "history": _safe(lambda: condor.query_jobs(
+            schedd, f"{mine} && CompletionDate >= {int(STARTED) - 60}", JOB_ATTRS, history=True)),
+    }
 
 
 def main(argv: list[str]) -> int:
+    """``observe ROLE [OWNER] [--follow SECONDS]``: one JSON line, or one every SECONDS until killed
+    (the smoke test keeps one follower per node instead of paying a container exec per look)."""
+    follow = None
+    if "--follow" in argv:
+        i = argv.index("--follow")
+        follow = float(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     role = argv[0]
-    condor = Condor()
-    if role == "factory":
-        data = observe_factory(condor)
-    elif role == "ce":
-        data = observe_ce(condor)
-    elif role == "frontend":
-        data = observe_frontend(condor, int(argv[1]) if len(argv) > 1 else None)
-    else:
+    owner = argv[1] if len(argv) > 1 else "testuser"
+    observers = {"factory": observe_factory, "ce": observe_ce,
+                 "frontend": lambda c: observe_frontend(c, owner)}
+    if role not in observers:
         print(f"unknown role {role!r}", file=sys.stderr)
         return 2
-    print(json.dumps(data, default=str))
-    return 0
+    condor = Condor()
+    while True:
+        print(json.dumps({"time": time.time(), **observers[role](condor)}, default=str), flush=True)
+        if follow is None:
+            return 0
+        time.sleep(follow)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,17 @@ The data path, each stage asserted and timed from the moment the jobs are submit
   running on a worker → its startd in the user pool → first user job running → all jobs complete with
   correct output (each on a glidein slot of the requesting group) → all glideins gone, factory queue drained
 
-Waiting is bounded polling of HTCondor queries (one observation of every node per round, through
-:mod:`glideinlab.smoke.observe` inside the nodes); the timeout is per stage and a failure names the
-stage.  On failure every node's logs, queues and collector ads are bundled (:mod:`.bundle`) and the first
+Waiting is bounded polling of HTCondor queries: one follower per node (:mod:`glideinlab.smoke.observe`
+inside the node, started once) prints what that node's daemons show every second, and the stages are
+evaluated on the latest view of all nodes.  The timeout is per stage and a failure names the stage.  On failure every node's logs, queues and collector ads are bundled (:mod:`.bundle`) and the first
 error found is printed.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..workspace.backend import State, Workspace
 from . import bundle
 
 Progress = Callable[[str], None]
-POLL = 1.0  # s between observation rounds (each round is three quick queries)
+POLL = 1.0  # s between two observations by one node's follower, and between two stage evaluations
 CLIENT_NAME = "vofrontend_service.main"  # the workspace frontend's only group
 
 
@@ -89,6 +90,7 @@ class Smoke:
         self.result = SmokeResult(jobs=jobs)
         self.submitted: dict | None = None
         self.last: dict[str, dict] = {}
+        self.baseline: dict[str, set[str]] = {}
 
     # -- talking to the nodes -----------------------------------------------------------------
     def _node_json(self, node: str, module: str, *args: str, user: str | None = None) -> dict:
@@ -98,32 +100,54 @@ class Smoke:
         except json.JSONDecodeError:
             raise UserError(f"{module} on {node} failed: {(proc.stderr or proc.stdout).strip()[-300:]}") from None
 
+    def start_followers(self) -> None:
+        """One long-lived observer per node; their latest line is the current view of that node."""
+        self._followers = []
+        for key, node, args in (("factory", "factory-workspace", ["factory"]), ("ce", "ce-workspace", ["ce"]),
+                                ("frontend", "frontend-workspace", ["frontend", "testuser"])):
+            cmd = [self.ws.engine.cli, "exec", self.ws.container_of(node), "python3", "-m",
+                   "glideinlab.smoke.observe", *args, "--follow", str(POLL)]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            threading.Thread(target=self._read, args=(key, proc), daemon=True).start()
+            self._followers.append(proc)
+
+    def _read(self, key: str, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            try:
+                self.last[key] = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+    def stop_followers(self) -> None:
+        for proc in getattr(self, "_followers", []):
+            proc.kill()
+            proc.wait()
+
     def observe(self) -> dict[str, dict]:
-        cluster = str(self.submitted["cluster"]) if self.submitted else ""
-        self.last = {
-            "factory": self._node_json("factory-workspace", "glideinlab.smoke.observe", "factory"),
-            "ce": self._node_json("ce-workspace", "glideinlab.smoke.observe", "ce"),
-            "frontend": self._node_json("frontend-workspace", "glideinlab.smoke.observe", "frontend", cluster),
-        }
-        return self.last
+        return {key: self.last.get(key, {}) for key in ("factory", "ce", "frontend")}
 
     # -- stage conditions on one observation --------------------------------------------------
     def reached_now(self, obs: dict[str, dict]) -> set[str]:
         fa, ce, fe = obs["factory"], obs["ce"], obs["frontend"]
+        new = _ids(obs)
+        for kind, old in self.baseline.items():
+            new[kind] -= old
         glideins = _list(fa.get("glideins"))
         slots = [s for s in _list(fe.get("slots")) if s.get("GLIDECLIENT_Name") == CLIENT_NAME]
-        jobs, history = _list(fe.get("jobs")), _list(fe.get("history"))
+        cluster = self.submitted["cluster"]
+        jobs = [j for j in _list(fe.get("jobs")) if j.get("ClusterId") == cluster]
+        history = [j for j in _list(fe.get("history")) if j.get("ClusterId") == cluster]
         done = [j for j in history if j.get("JobStatus") == 4]
         out = set()
         if any((r.get("ReqIdleGlideins") or 0) > 0 for r in _list(fa.get("requests"))):
             out.add("request")
-        if glideins:
+        if new["glideins"]:
             out.add("submitted")
-        if _list(ce.get("ce_jobs")):
+        if new["ce_jobs"]:
             out.add("ce_accepted")
-        if any(j.get("JobStatus") == 2 for j in _list(ce.get("site_jobs"))):
+        if new["site_running"]:
             out.add("worker_running")
-        if slots:
+        if new["slots"]:
             out.add("startd_joined")
         if any(j.get("JobStatus") == 2 for j in jobs) or any(j.get("JobStartDate") for j in history):
             out.add("job_running")
@@ -148,10 +172,24 @@ class Smoke:
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> SmokeResult:
-        self.progress(f"submitting {self.jobs} jobs as testuser")
-        self.submitted = self._node_json("frontend-workspace", "glideinlab.smoke.jobs", "submit", str(self.jobs),
-                                         str(self.job_sleep), user="testuser")
-        t0 = time.monotonic()
+        # watch first, then submit: stage times start at the submission, and whatever already exists
+        # (glideins left from an earlier run) is the baseline that does not count
+        self.start_followers()
+        try:
+            deadline = time.monotonic() + self.timeout
+            while not all(self.observe().values()):
+                if time.monotonic() > deadline:
+                    raise UserError("the smoke observers did not start", hint="see `glideinlab status`")
+                time.sleep(POLL / 4)
+            self.baseline = _ids(self.observe())
+            self.progress(f"submitting {self.jobs} jobs as testuser")
+            self.submitted = self._node_json("frontend-workspace", "glideinlab.smoke.jobs", "submit",
+                                             str(self.jobs), str(self.job_sleep), user="testuser")
+            return self._follow(time.monotonic())
+        finally:
+            self.stop_followers()
+
+    def _follow(self, t0: float) -> SmokeResult:
         stage_start = t0
         index = 0
         while index < len(STAGES):
@@ -170,7 +208,7 @@ class Smoke:
             if index < len(STAGES) and time.monotonic() - stage_start > self.timeout:
                 return self.fail(STAGES[index], f"timed out after {self.timeout:.0f} s", obs)
             if index < len(STAGES):
-                time.sleep(POLL)
+                time.sleep(POLL / 2)
         self.result.ok = True
         self.result.total = time.monotonic() - t0
         return self.result
@@ -202,6 +240,21 @@ class Smoke:
 
 def _list(value) -> list:
     return value if isinstance(value, list) else []
+
+
+def _ids(obs: dict[str, dict]) -> dict[str, set[str]]:
+    """Identities of the things each stage watches for, so ones older than the run can be ignored."""
+    def job_ids(jobs, only_running=False):
+        return {f"{j.get('ClusterId')}.{j.get('ProcId')}" for j in _list(jobs)
+                if not only_running or j.get("JobStatus") == 2}
+
+    fa, ce, fe = obs.get("factory", {}), obs.get("ce", {}), obs.get("frontend", {})
+    return {
+        "glideins": job_ids(fa.get("glideins")),
+        "ce_jobs": job_ids(ce.get("ce_jobs")),
+        "site_running": job_ids(ce.get("site_jobs"), only_running=True),
+        "slots": {str(s.get("Name")) for s in _list(fe.get("slots")) if s.get("GLIDECLIENT_Name") == CLIENT_NAME},
+    }
 
 
 def run_smoke(args, progress: Progress) -> int:

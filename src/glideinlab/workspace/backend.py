@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -102,8 +103,8 @@ class Workspace:
             return State.ABSENT
         if not any(c.get("State") == "running" for c in found):
             return State.STOPPED
-        statuses = self.status(probe=False)
-        return State.READY if all(s.health == "healthy" for s in statuses) else State.DEGRADED
+        statuses = self.status(probe=True)
+        return State.READY if all(s.ok for s in statuses) else State.DEGRADED
 
     def prepare(self, progress: Progress) -> None:
         """Trust, images and rendered files: everything `up` needs before starting containers."""
@@ -158,32 +159,30 @@ class Workspace:
                                         hint="stop what uses it, or run without --publish-ports") from None
 
     def wait_ready(self, progress: Progress, timeout: float | None = None) -> None:
-        """Wait until every container is healthy and every daemon answers an authenticated query."""
+        """Wait until every daemon of every node answers an authenticated query and every service runs.
+
+        The authenticated probe is the readiness gate (kind #2893: define "ready" and check it from the
+        host side); the engine's healthcheck is only a cheap liveness signal for `docker ps`.
+        """
         timeout = timeout or self.spec.up_timeout
         deadline = time.monotonic() + timeout
         last = ""
         while True:
-            statuses = self.status(probe=False)
-            healthy = [s for s in statuses if s.health == "healthy"]
-            line = f"nodes healthy: {len(healthy)}/{len(statuses)}"
-            if line != last:
-                progress(line)
-                last = line
+            statuses = self.status(probe=True)
             dead = [s for s in statuses if s.container not in ("running", "created", "restarting")]
             if dead:
                 raise UserError(f"node {dead[0].node} is {dead[0].container}",
                                 hint=f"see `glideinlab logs {dead[0].node} --name {self.spec.name}`")
-            if len(healthy) == len(statuses):
-                probed = self.status(probe=True)
-                bad = [s for s in probed if not s.ok]
-                if not bad:
-                    return
-                last = f"waiting for daemons: {_first_problem(bad[0])}"
-                progress(last)
+            bad = [s for s in statuses if not s.ok]
+            if not bad:
+                progress(f"nodes ready: {len(statuses)}/{len(statuses)}")
+                return
+            line = f"nodes ready: {len(statuses) - len(bad)}/{len(statuses)} (waiting for {_first_problem(bad[0])})"
+            if line != last:
+                progress(line)
+                last = line
             if time.monotonic() > deadline:
-                worst = next((s for s in self.status(probe=True) if not s.ok), None)
-                why = _first_problem(worst) if worst else "unknown"
-                raise UserError(f"workspace not ready after {timeout:.0f} s: {why}",
+                raise UserError(f"workspace not ready after {timeout:.0f} s: {_first_problem(bad[0])}",
                                 hint=f"see `glideinlab status --name {self.spec.name}` and `glideinlab logs`")
             time.sleep(1.0)
 
@@ -216,8 +215,8 @@ class Workspace:
 
     def status(self, probe: bool = True) -> list[NodeStatus]:
         by_node = {}
-        for c in self.containers():
-            info = self.engine.inspect(c["ID"]) or {}
+        ids = [c["ID"] for c in self.containers()]
+        for info in self.engine.inspect_many(ids):  # one engine call: each call is slow on a busy host
             node = info.get("Config", {}).get("Labels", {}).get(f"{compose.LABEL}.node")
             by_node[node] = info
         out = []
@@ -228,16 +227,22 @@ class Workspace:
                 continue
             st = info.get("State", {})
             health = (st.get("Health") or {}).get("Status", "none")
-            status = NodeStatus(node.service, node.role, st.get("Status", "?"), health)
-            if probe and status.container == "running":
-                proc = self.engine.run("exec", info["Id"], "python3", "-m", "glideinlab.node", "probe",
-                                       check=False, timeout=90)
-                try:
-                    status.probe = json.loads(proc.stdout)
-                except json.JSONDecodeError:
-                    status.probe = {"ok": False, "error": (proc.stderr or proc.stdout).strip()[-300:]}
-            out.append(status)
+            out.append(NodeStatus(node.service, node.role, st.get("Status", "?"), health))
+        if probe:
+            running = [s for s in out if s.container == "running"]
+            with ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
+                for status, report in zip(running, pool.map(
+                        lambda s: self._probe(by_node[s.node]["Id"]), running)):
+                    status.probe = report
         return out
+
+    def _probe(self, container: str) -> dict:
+        proc = self.engine.run("exec", container, "python3", "-m", "glideinlab.node", "probe", check=False,
+                               timeout=90)
+        try:
+            return json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            return {"ok": False, "error": (proc.stderr or proc.stdout).strip()[-300:]}
 
     def exec(self, service: str, cmd: list[str], user: str | None = None, tty: bool = False,
              env: dict[str, str] | None = None, capture: bool = False, check: bool = False, timeout=None,

@@ -55,6 +55,12 @@ class Engine:
         data = json.loads(proc.stdout)
         return data[0] if data else None
 
+    def inspect_many(self, refs: list[str]) -> list[dict]:
+        if not refs:
+            return []
+        proc = self.run("inspect", *refs, check=False)
+        return json.loads(proc.stdout) if proc.stdout.strip() else []
+
     def image_exists(self, ref: str) -> bool:
         return self.run("image", "inspect", ref, check=False).returncode == 0
 
