@@ -24,9 +24,10 @@ SECRETS = {
     "factory-workspace": COMMON_SECRETS | {"condor/passwords.d/POOL", "users/gfactory/tokens.d/factory-at-wms"},
     "frontend-workspace": COMMON_SECRETS | {
         "condor/passwords.d/POOL",
+        "condor/passwords.d/FRONTEND",
         "users/frontend/tokens.d/frontend-at-wms",
         "users/frontend/tokens.d/frontend-at-userpool",
-        "users/frontend/passwords.d/POOL",
+        "users/frontend/passwords.d/FRONTEND",
         "users/frontend/issuer/issuer.pem",
     },
     "worker-1": COMMON_SECRETS | {"condor/tokens.d/worker"},
@@ -39,7 +40,8 @@ SECRET_SOURCES = {
     "users/gfactory/tokens.d/factory-at-wms": lambda t, node: t.token("factory-at-wms"),
     "users/frontend/tokens.d/frontend-at-wms": lambda t, node: t.token("frontend-at-wms"),
     "users/frontend/tokens.d/frontend-at-userpool": lambda t, node: t.token("frontend-at-userpool"),
-    "users/frontend/passwords.d/POOL": lambda t, node: t.signing_key("frontend-workspace"),
+    "condor/passwords.d/FRONTEND": lambda t, node: t.glidein_signing_key,
+    "users/frontend/passwords.d/FRONTEND": lambda t, node: t.glidein_signing_key,
     "users/frontend/issuer/issuer.pem": lambda t, node: t.issuer_key,
     "ca.crt": lambda t, node: t.ca_cert,
     "host.crt": lambda t, node: t.host_cert(SPEC.fqdn(node)),
@@ -146,11 +148,15 @@ def test_a_pool_signing_key_is_held_only_by_its_central_manager(state, trust, po
     assert _nodes_holding(state, trust.signing_key(pool).read_bytes()) == {pool}
 
 
-def test_the_frontend_has_its_user_pool_key_twice(state, trust):
+def test_the_frontend_user_holds_only_the_glidein_key(state, trust):
+    # the collector verifies both keys; the frontend daemon can mint glidein tokens and nothing else
     frontend = state / "nodes" / "frontend-workspace" / "secrets"
-    key = trust.signing_key("frontend-workspace").read_bytes()
-    assert (frontend / "condor/passwords.d/POOL").read_bytes() == key
-    assert (frontend / "users/frontend/passwords.d/POOL").read_bytes() == key
+    glidein_key = trust.glidein_signing_key.read_bytes()
+    assert (frontend / "condor/passwords.d/FRONTEND").read_bytes() == glidein_key
+    assert (frontend / "users/frontend/passwords.d/FRONTEND").read_bytes() == glidein_key
+    assert not (frontend / "users/frontend/passwords.d/POOL").exists()
+    assert _nodes_holding(state, glidein_key) == {"frontend-workspace"}
+    assert glidein_key != trust.signing_key("frontend-workspace").read_bytes()
 
 
 @pytest.mark.parametrize("service", ["worker-1", "worker-2"])

@@ -66,6 +66,7 @@ def test_first_ensure_creates_everything_in_order(tmp_path):
         ["ca"]
         + [f"host:{fqdn}" for fqdn in NODE_FQDNS]
         + [f"signing:{pool}" for pool in ("frontend-workspace", "factory-workspace", "ce-workspace")]
+        + ["signing:frontend-workspace.FRONTEND"]
         + [f"token:{name}" for name in ("frontend-at-wms", "factory-at-wms", "frontend-at-userpool",
                                          "worker-at-cepool")]
         + ["issuer"]
@@ -76,7 +77,7 @@ def test_ensure_writes_every_file(trust):
     root = trust.root
     expected = {"ca/ca.crt", "ca/ca.key", "issuer/issuer.pem"}
     expected |= {f"hosts/{fqdn}.{ext}" for fqdn in NODE_FQDNS for ext in ("crt", "key")}
-    expected |= {f"signing/{pool}" for pool in POOLS}
+    expected |= {f"signing/{pool}" for pool in POOLS} | {"signing/frontend-workspace.FRONTEND"}
     expected |= {f"tokens/{name}.token" for name in EXPECTED_TOKENS}
     assert set(_snapshot(root)) == expected  # no leftover .tmp files either
 
@@ -213,14 +214,14 @@ def test_host_certs_have_distinct_keys_and_serials(trust):
 def _private_files(trust: Trust) -> list[Path]:
     return ([trust.ca_key, trust.issuer_key]
             + [trust.host_key(fqdn) for fqdn in NODE_FQDNS]
-            + [trust.signing_key(pool) for pool in POOLS]
+            + [trust.signing_key(pool) for pool in POOLS] + [trust.glidein_signing_key]
             + [trust.token(name) for name in EXPECTED_TOKENS])
 
 
 def test_every_private_file_is_mode_0600(trust):
     modes = {str(p.relative_to(trust.root)): stat.S_IMODE(p.stat().st_mode) for p in _private_files(trust)}
     assert modes == {name: 0o600 for name in modes}
-    assert len(modes) == 2 + len(NODE_FQDNS) + len(POOLS) + len(EXPECTED_TOKENS)
+    assert len(modes) == 2 + len(NODE_FQDNS) + len(POOLS) + 1 + len(EXPECTED_TOKENS)
 
 
 def test_certificates_are_world_readable_and_key_dirs_private(trust):

@@ -84,7 +84,10 @@ HTCONDOR_TIMING = Section(
         _profile_knob("CONDOR_JOB_POLL_INTERVAL", 2, 10, "s", "How often condor-C polls the remote schedd."),
         _profile_knob("GRIDMANAGER_RESOURCE_PROBE_INTERVAL", 5, 300, "s",
                       "How often HTCondor-G pings a grid resource it believes down."),
-        _profile_knob("CLASSAD_LIFETIME", 60, 900, "s", "How long the collector keeps an ad not refreshed."),
+        _profile_knob("NEGOTIATOR_UPDATE_INTERVAL", 5, 300, "s", "How often the negotiator advertises itself."),
+        _profile_knob("COLLECTOR_UPDATE_INTERVAL", 10, 900, "s", "How often a collector advertises itself."),
+        _profile_knob("CLASSAD_LIFETIME", 60, 900, "s", "How long the collector keeps an ad not refreshed "
+                      "(longer than every update interval above, or daemons vanish between updates)."),
     ),
 )
 

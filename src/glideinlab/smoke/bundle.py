@@ -23,7 +23,8 @@ WHERE = {
     "submitted": [("factory-workspace", r"glideinlab/factory\.log$"), ("factory-workspace", r"SchedLog$")],
     "ce_accepted": [("factory-workspace", r"GridmanagerLog"), ("ce-workspace", r"condor-ce/(Collector|Sched)Log$")],
     "worker_running": [("ce-workspace", r"JobRouterLog$"), ("ce-workspace", r"condor/SchedLog$")],
-    "startd_joined": [("factory-workspace", r"job\.\d+\.\d+\.(err|out)$"), ("frontend-workspace", r"CollectorLog$")],
+    "startd_joined": [("frontend-workspace", r"condor/CollectorLog$"),
+                      ("factory-workspace", r"job\.\d+\.\d+\.(err|out)$")],
     "job_running": [("frontend-workspace", r"(Negotiator|Sched)Log$")],
     "jobs_done": [("frontend-workspace", r"(Shadow|Sched)Log$")],
     "drained": [("factory-workspace", r"glideinlab/factory\.log$")],
@@ -31,11 +32,16 @@ WHERE = {
 ERROR = re.compile(r"\b(ERROR|error|failed|FAILED|denied|DENIED|refused|Traceback|held|cannot|Cannot)\b")
 
 
-def collect(ws, observation: dict, failed_stage: str, dest: str | None = None) -> tuple[Path, str]:
+def collect(ws, observation: dict, failed_stage: str, dest: str | None = None) -> tuple[Path, str, str]:
+    """Write the bundle; return its path, what is down (if anything) and the first log error."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(dest) if dest else ws.dir / "bundles" / f"smoke-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "observation.json").write_text(json.dumps(observation, indent=2, default=str))
+    # a daemon or service that is down is the most direct cause there is
+    statuses = ws.status(probe=True)
+    (out / "status.json").write_text(json.dumps([vars(s) for s in statuses], indent=2, default=str))
+    down = _down(statuses)
     files: dict[str, dict[str, str]] = {}
     for node in ws.spec.nodes:
         data = _tar(ws, node.service)
@@ -49,7 +55,19 @@ def collect(ws, observation: dict, failed_stage: str, dest: str | None = None) -
             target.write_text(text)
     with tarfile.open(out.with_suffix(".tar.gz"), "w:gz") as tar:
         tar.add(out, arcname=out.name)
-    return out, first_error(files, failed_stage)
+    return out, down, first_error(files, failed_stage)
+
+
+def _down(statuses) -> str:
+    for status in statuses:
+        if status.container != "running":
+            return f"{status.node}: container is {status.container}"
+        for part in ("services", "daemons"):
+            for name, result in (status.probe or {}).get(part, {}).items():
+                if not result.get("ok"):
+                    why = result.get("error") or result.get("state")
+                    return f"{status.node}: {part[:-1]} {name} is not running ({why})"
+    return ""
 
 
 def _tar(ws, service: str) -> bytes:

@@ -162,7 +162,8 @@ class Smoke:
         found = []
         for where, key in (("factory", "glideins"), ("ce", "ce_jobs"), ("ce", "site_jobs"), ("frontend", "jobs")):
             for job in _list(obs.get(where, {}).get(key)):
-                if job.get("JobStatus") == 5 and job.get("HoldReason"):
+                # condor-C holds jobs briefly while their input spools: not a problem
+                if job.get("JobStatus") == 5 and job.get("HoldReason") and "Spooling input" not in job["HoldReason"]:
                     found.append(f"{where} job {job.get('ClusterId')}.{job.get('ProcId')} held: {job['HoldReason']}")
         for where in obs.values():
             for key, value in where.items():
@@ -232,9 +233,10 @@ class Smoke:
         self.result.reason = reason
         problems = self.problems(obs)
         self.progress(f"FAILED at '{stage.description}': {reason}; collecting logs")
-        path, first = bundle.collect(self.ws, obs, stage.key, self.bundle_dir)
+        path, down, log_error = bundle.collect(self.ws, obs, stage.key, self.bundle_dir)
         self.result.bundle = str(path)
-        self.result.first_error = problems[0] if problems else first
+        # the most direct cause first: something down, then a held job's reason, then the logs
+        self.result.first_error = down or (problems[0] if problems else log_error)
         return self.result
 
 

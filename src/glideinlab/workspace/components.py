@@ -11,12 +11,12 @@ import yaml
 from ..defaults import workspace as D
 from . import condor_config as C
 from .spec import Node, WorkspaceSpec
-from .trust import FACTORY_USER, FRONTEND_SERVICE, ISSUER_KID
+from .trust import FACTORY_USER, FRONTEND_SERVICE, GLIDEIN_KEY_ID, ISSUER_KID
 
 FRONTEND_STAGE = "/var/lib/gwms-frontend/web-area"
 FACTORY_STAGE = "/var/lib/gwms-factory/web-area"
 ISSUER_KEY = "/var/lib/gwms-frontend/issuer/issuer.pem"
-FRONTEND_SIGNING_KEY = "/var/lib/gwms-frontend/passwords.d/POOL"
+FRONTEND_SIGNING_KEY = f"/var/lib/gwms-frontend/passwords.d/{GLIDEIN_KEY_ID}"
 SITE_JOB_MATCH = "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites ?: TARGET.GLIDEIN_Site)"
 
 
@@ -62,7 +62,7 @@ def frontend_config(spec: WorkspaceSpec) -> dict:
         "credentials": {
             "scitoken": {"issuer": C.issuer_url(spec), "key_file": ISSUER_KEY, "key_id": ISSUER_KID,
                          "subject": FRONTEND_SERVICE, "lifetime": 3600},
-            "idtoken": {"signing_key_file": FRONTEND_SIGNING_KEY, "key_id": "POOL", "trust_domain": fe,
+            "idtoken": {"signing_key_file": FRONTEND_SIGNING_KEY, "key_id": GLIDEIN_KEY_ID, "trust_domain": fe,
                         "identity_subdomain": C.GLIDEIN_DOMAIN_PREFIX.rstrip("."), "lifetime": 86400},
         },
         "attrs": {"GLIDEIN_Max_Idle": t["GLIDEIN_Max_Idle"], "GLIDEIN_Max_Tail": t["GLIDEIN_Max_Tail"],

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..defaults import workspace as D
 from . import components, condor_config
 from .spec import Node, WorkspaceSpec
-from .trust import Trust
+from .trust import GLIDEIN_KEY_ID, POOL_KEY_ID, Trust
 
 # Which trust files each role gets (path inside the node dir -> where it comes from).
 #   users/<user>/tokens.d/* : per-user IDTOKENs; condor/tokens.d/* : the daemons' own tokens;
@@ -65,7 +65,9 @@ def _install_trust(node: Node, spec: WorkspaceSpec, out: Path, trust: Trust) -> 
     _copy(trust.host_cert(node.fqdn), out / "host.crt")
     _copy(trust.host_key(node.fqdn), out / "host.key")
     if node.role in ("frontend", "factory", "ce"):  # central managers verify their pool's tokens
-        _copy(trust.signing_key(node.service), out / "condor" / "passwords.d" / "POOL")
+        _copy(trust.signing_key(node.service), out / "condor" / "passwords.d" / POOL_KEY_ID)
+    if node.role == "frontend":  # ... and the user pool also the glideins' tokens
+        _copy(trust.glidein_signing_key, out / "condor" / "passwords.d" / GLIDEIN_KEY_ID)
     if node.role == "worker":
         _copy(trust.token("worker-at-cepool"), out / "condor" / "tokens.d" / "worker")
     if node.role == "factory":
@@ -74,8 +76,9 @@ def _install_trust(node: Node, spec: WorkspaceSpec, out: Path, trust: Trust) -> 
         user = out / "users" / "frontend"
         _copy(trust.token("frontend-at-wms"), user / "tokens.d" / "frontend-at-wms")
         _copy(trust.token("frontend-at-userpool"), user / "tokens.d" / "frontend-at-userpool")
-        # the frontend mints the glideins' IDTOKENs itself, as upstream does (token_util)
-        _copy(trust.signing_key(node.service), user / "passwords.d" / "POOL")
+        # the frontend mints the glideins' IDTOKENs itself, as upstream does (token_util), with the
+        # glidein-only key: it never holds the pool key
+        _copy(trust.glidein_signing_key, user / "passwords.d" / GLIDEIN_KEY_ID)
         _copy(trust.issuer_key, user / "issuer" / "issuer.pem")
 
 

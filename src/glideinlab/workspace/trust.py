@@ -32,6 +32,10 @@ CA_DAYS = 3650
 HOST_DAYS = 825
 ISSUER_KID = "glideinlab-1"
 POOL_KEY_ID = "POOL"
+# The user pool's second key, only for glidein IDTOKENs (upstream's passwords.d/FRONTEND): deleting it
+# from the collector revokes every glidein token at once and nothing else.
+GLIDEIN_KEY_ID = "FRONTEND"
+USER_POOL = "frontend-workspace"
 
 # Identities (upstream naming: <service user>@<host of the pool it authenticates to>).
 FRONTEND_SERVICE = "vofrontend_service"
@@ -90,6 +94,10 @@ class Trust:
     def signing_key(self, pool: str) -> Path:
         return self.root / "signing" / pool
 
+    @property
+    def glidein_signing_key(self) -> Path:
+        return self.root / "signing" / f"{USER_POOL}.{GLIDEIN_KEY_ID}"
+
     def token(self, name: str) -> Path:
         return self.root / "tokens" / f"{name}.token"
 
@@ -117,6 +125,9 @@ class Trust:
                 _write(self.signing_key(pool), idtoken.new_signing_key_file(), 0o600)
                 new_pools.add(pool)
                 created.append(f"signing:{pool}")
+        if not self.glidein_signing_key.exists():
+            _write(self.glidein_signing_key, idtoken.new_signing_key_file(), 0o600)
+            created.append(f"signing:{USER_POOL}.{GLIDEIN_KEY_ID}")
         for tok in TOKENS:
             if tok.pool in new_pools or not self.token(tok.file).exists():
                 token = idtoken.mint_idtoken(
