@@ -2,6 +2,8 @@
 
 The workspace gets a unique name (so it never collides with one a developer left running) and its own
 state directory; on any failure the smoke test's log bundle, or `glideinlab logs`, tell what happened.
+GLIDEINLAB_IT_WORKSPACE=<name> runs the suite against an existing workspace instead (left up);
+GLIDEINLAB_KEEP=1 keeps the suite's own workspace for inspection.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ def _progress(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def workspace():
+    existing = os.environ.get("GLIDEINLAB_IT_WORKSPACE")
+    if existing:  # a developer's running workspace: use it as it is, and leave it up
+        ws = Workspace.load(existing)
+        ws.up(progress=_progress)
+        yield ws
+        return
     home = Path(tempfile.mkdtemp(prefix="glideinlab-it-"))
     os.environ["GLIDEINLAB_HOME"] = str(home)
     name = f"it{os.getpid()}"

@@ -145,7 +145,7 @@ def test_killing_factory_and_frontend_mid_cycle_loses_nothing_and_overshoots_not
         assert "RUNNING" in node.run("supervisorctl", "status", service).stdout
 
 
-def test_smoke_fails_at_the_factory_stage_when_the_factory_is_stopped(workspace, nodes):
+def test_smoke_fails_when_the_factory_is_stopped_and_points_at_it(workspace, nodes):
     fa = nodes["factory-workspace"]
     assert fa.run("supervisorctl", "stop", "factory").returncode == 0
     try:
@@ -154,8 +154,9 @@ def test_smoke_fails_at_the_factory_stage_when_the_factory_is_stopped(workspace,
         fa.run("supervisorctl", "start", "factory")
         _cleanup_user_jobs(nodes)
     assert not result.ok
-    assert result.failed_stage == "submitted", result.verdict()
-    assert "request" in result.reached  # the frontend did its part
+    # a stopped factory withdraws its entry ads (as upstream's does on exit), so the frontend has no
+    # entry to request glideins from: the first stage that cannot happen is the request
+    assert result.failed_stage == "request", result.verdict()
     assert "factory" in result.first_error and "STOPPED" in result.first_error, result.first_error
     assert (workspace.dir / "bundles").exists() and result.bundle.startswith(str(workspace.dir))
 

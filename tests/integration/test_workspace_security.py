@@ -75,7 +75,8 @@ def test_unauthenticated_submit_is_refused(nodes, owner, pool):
     location = nodes[owner].json(textwrap.dedent(f"""
         import json, htcondor2
         ad = htcondor2.Collector({pool!r}).locate(htcondor2.DaemonTypes.Schedd)
-        print(json.dumps({{"MyAddress": ad["MyAddress"], "Name": ad["Name"]}}))
+        print(json.dumps({{k: ad[k] for k in ("MyAddress", "Name", "CondorVersion", "CondorPlatform",
+                                              "Machine") if k in ad}}))
     """))
     attempt = nodes["worker-1"].python(textwrap.dedent(f"""
         import classad2, htcondor2
@@ -110,7 +111,7 @@ d = Path("/var/lib/gwms-factory/ctest-{tag}"); d.mkdir(exist_ok=True)
 (d / "job.sh").write_text('#!/bin/sh\\necho "host=$(hostname -f) user=$(id -un)"\\n')
 (d / "job.sh").chmod(0o755)
 (d / "token").write_text({token!r})
-sub = {{"universe": "grid", "executable": "job.sh", "initialdir": str(d),
+sub = {{"universe": "grid", "executable": str(d / "job.sh"), "initialdir": str(d),
        "grid_resource": "condor ce-workspace.glideinwms.org ce-workspace.glideinwms.org:9619",
        "output": "out", "error": "err", "log": "log", "+xcount": "1", "+maxMemory": "256"}}
 if {use_token}:

@@ -443,11 +443,10 @@ def test_requests_end_to_end():
     r = req(run(Snapshot(now=NOW, entries=[entry("a")], jobs=js, slots=slots),
                 {"idle_glideins_lifetime": {"max": 7200}}), "a")
     assert (r.req_idle, r.req_max_run, r.effective_idle, r.idle_lifetime) == (9, 33, 27, 7200)
-    assert r.glideclient_monitor()["GlideinMonitorIdle"] == 30
-    assert r.glideclient_monitor()["GlideinMonitorRunningHere"] == 1
+    assert r.glideclient_monitor()["Idle"] == 30
+    assert r.glideclient_monitor()["RunningHere"] == 1
     resource = r.glideresource_monitor()
-    assert (resource["GlideClientMonitorGlideinsIdle"], resource["GlideClientMonitorGlideinsRequestIdle"],
-            resource["GlideClientMonitorJobsIdleEffective"]) == (3, 9, 27)
+    assert (resource["GlideinsIdle"], resource["GlideinsRequestIdle"], resource["JobsIdleEffective"]) == (3, 9, 27)
     assert len(resource) == 16
 
 

@@ -94,6 +94,12 @@ def cmd_status(args) -> int:
             for name, result in (s.probe or {}).get(part, {}).items():
                 mark = "ok" if result.get("ok") else f"FAIL {result.get('error') or result.get('state')}"
                 print(f"    {name:24} {mark}")
+        glideins = (s.probe or {}).get("glideins")
+        if glideins:
+            counts = ", ".join(f"{k} {v}" for k, v in glideins.items() if k != "held_reason") or "none"
+            print(f"    {'glideins':24} {counts}")
+            if glideins.get("held_reason"):
+                print(f"    {'':24} held because: {glideins['held_reason']}")
     print(f"workspace {ws.spec.name}: {'ready' if ok else 'NOT ready'}")
     return 0 if ok else 1
 

@@ -47,6 +47,8 @@ class EntryState:
 
     decision: policy.EntryDecision | None = None
     requests: dict[str, ads.ClientRequest] = field(default_factory=dict)
+    #: client -> why its newest held glidein is held (a CE refusing pilots shows up here)
+    held_reasons: dict[str, str] = field(default_factory=dict)
 
 
 class Factory:
@@ -143,6 +145,7 @@ class Factory:
         state = self.states[entry.name]
         state.decision = decision
         state.requests = {req.client_name: req for req, _ in work}
+        state.held_reasons = held_reasons(jobs)
         for line in decision.warnings:
             log.warning("entry %s: %s", entry.name, line)
         by_client = {req.client_name: (req, user) for req, user in work}
@@ -221,13 +224,15 @@ class Factory:
                                    self.entry_stages[entry.name].descript, self.entry_stages[entry.name].sign),
                 attrs=_plain_attrs(entry.published_attrs()), params=entry.params(),
                 config_limits=entry.limits.configured_limits(),
-                monitor=_strip_monitor(decision.monitor_attrs()) if decision else {},
+                monitor={**(_strip_monitor(decision.monitor_attrs()) if decision else {}),
+                         **_held_reason(state.held_reasons.values())},
                 in_downtime=not entry.enabled))
             for client, cd in (decision.clients.items() if decision else ()):
                 req = state.requests.get(client)
                 params = {**entry.params(), **(req.params if req else {})}
                 monitor = {**{f"Status{k}": v for k, v in cd.status.items()},
-                           **{f"Requested{k}": v for k, v in cd.requested.items()}}
+                           **{f"Requested{k}": v for k, v in cd.requested.items()},
+                           **_held_reason([state.held_reasons.get(client, "")])}
                 clients.append(ads.build_glidefactoryclient(
                     factory_name=cfg.factory_name, glidein_name=cfg.glidein_name, entry_name=entry.name,
                     client=client, attrs=_plain_attrs(entry.published_attrs()), params=params,
@@ -251,6 +256,24 @@ class Factory:
             except CondorError as err:
                 log.warning("deadvertising %s failed: %s", my_type, err)
         log.info("factory stopped")
+
+
+def held_reasons(jobs: list[dict[str, Any]]) -> dict[str, str]:
+    """Per client, the HoldReason of its most recently held glidein."""
+    newest: dict[str, tuple[float, str]] = {}
+    for job in jobs:
+        if job.get("JobStatus") == 5 and job.get("HoldReason"):
+            client = str(job.get("GlideinClient", ""))
+            when = float(job.get("EnteredCurrentStatus") or 0)
+            if when >= newest.get(client, (-1.0, ""))[0]:
+                newest[client] = (when, str(job["HoldReason"]))
+    return {client: reason for client, (_, reason) in newest.items()}
+
+
+def _held_reason(reasons) -> dict[str, str]:
+    """``GlideinMonitorHeldReason`` (not upstream's: it makes a CE refusing pilots visible in the ads)."""
+    reasons = [r for r in reasons if r]
+    return {"HeldReason": reasons[0][:500]} if reasons else {}
 
 
 def _entry_constraint(config: FactoryConfig, entry: EntryConfig) -> str:

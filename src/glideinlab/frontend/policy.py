@@ -119,8 +119,9 @@ class EntryRequest:
     glideins: SlotCounts
 
     def glideclient_monitor(self) -> dict[str, int]:
-        """``GlideinMonitor*`` attributes of the glideclient ad."""
-        return {f"GlideinMonitor{k}": v for k, v in (
+        """The glideclient ad's ``GlideinMonitor*`` values, keyed without the prefix (as the ad builders
+        in :mod:`glideinlab.protocol.ads` take them)."""
+        return {k: v for k, v in (
             ("Idle", self.jobs.idle),
             ("OldIdle", self.jobs.old_idle),
             ("Idle_3600", self.jobs.idle_3600),
@@ -130,12 +131,12 @@ class EntryRequest:
         )}
 
     def glideresource_monitor(self) -> dict[str, int]:
-        """``GlideClientMonitor*`` attributes of the glideresource ad.
+        """The glideresource ad's ``GlideClientMonitor*`` values, keyed without the prefix.
 
         JobsIdle = idle jobs matching here, JobsIdleMatching = their unique-set share (prop),
         JobsIdleEffective = demand not covered by idle slots, JobsIdleUnique = jobs matching only here.
         """
-        return {f"GlideClientMonitor{k}": v for k, v in (
+        return {k: v for k, v in (
             ("JobsIdle", self.jobs.idle),
             ("JobsIdleMatching", self.jobs.prop_idle),
             ("JobsIdleEffective", self.effective_idle),

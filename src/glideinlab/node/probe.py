@@ -130,6 +130,33 @@ def health() -> tuple[bool, str]:
     return True, "ok"
 
 
+def _glideins() -> dict:
+    """The factory's glideins by status, and why the newest held one is held (informational: a CE
+    refusing pilots is a site problem, not an unhealthy node)."""
+    proc = subprocess.run([sys.executable, "-c", _GLIDEIN_QUERY], capture_output=True, text=True, timeout=60)
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return {"error": (proc.stderr or proc.stdout).strip()[-200:]}
+
+
+_GLIDEIN_QUERY = """
+import json
+from glideinlab.condor.adapter import Condor
+c = Condor()
+jobs = c.query_jobs(c.schedd(), "GlideinFactory =!= undefined", ["JobStatus", "HoldReason", "EnteredCurrentStatus"])
+names = {1: "idle", 2: "running", 5: "held"}
+out = {}
+for j in jobs:
+    key = names.get(j.get("JobStatus"), "other")
+    out[key] = out.get(key, 0) + 1
+held = sorted((j for j in jobs if j.get("JobStatus") == 5), key=lambda j: j.get("EnteredCurrentStatus") or 0)
+if held:
+    out["held_reason"] = held[-1].get("HoldReason")
+print(json.dumps(out))
+"""
+
+
 def probe_node() -> dict:
     meta = json.loads(Path("/etc/glideinlab/node.json").read_text())
     report: dict = {"node": meta["service"], "role": meta["role"], "daemons": {}, "services": {}}
@@ -149,5 +176,7 @@ def probe_node() -> dict:
         report["services"] = services()
     except Exception as exc:
         report["services"] = {"supervisord": {"ok": False, "error": _short(exc)}}
+    if meta["role"] == "factory":
+        report["glideins"] = _glideins()
     report["ok"] = all(r["ok"] for part in ("daemons", "services") for r in report[part].values())
     return report

@@ -75,6 +75,7 @@ WEB_PREFIX = "Web"
 FACTORY_LIMIT_PREFIX = "Status_GlideFactoryLimit"  # after GlideinMonitor
 
 SCITOKEN_PARAM = "frontend_scitoken"
+LICENSE_AD_ADDRESS = "<127.0.0.1:0>"  # placeholder; glidefactoryclient ads are found by Name
 IDTOKEN_PARAM_SUFFIX = ".idtoken"
 #: credential references a glideclient may carry encrypted (ids of files sent in glideclientglobal)
 CREDENTIAL_REF_PARAMS = (
@@ -341,6 +342,8 @@ def build_glidefactoryclient(
     _require_safe(factory_name=factory_name, glidein_name=glidein_name, entry_name=entry_name, client=client)
     req_name = entry_ad_name(entry_name, glidein_name, factory_name)
     ad = _base(GLIDEFACTORYCLIENT, factory_client_ad_name(entry_name, glidein_name, factory_name, client))
+    # the collector keys license ads by Name and address and silently drops one without MyAddress
+    ad["MyAddress"] = LICENSE_AD_ADDRESS
     ad.update(
         ReqGlidein=req_name,
         ReqFactoryName=factory_name,
