@@ -68,7 +68,8 @@ def bench_workspace(name: str, **spec) -> Workspace:
 
 # -- the floor: the same images, plain condor_master, no glideinlab -----------------------------------
 
-PERSONAL = ("echo 'use ROLE: Personal' > /etc/condor/config.d/00-floor.conf; "
+# a minicondor: every daemon, local users may submit (the base images carry testuser)
+PERSONAL = ("printf 'use ROLE: Personal\\nALLOW_READ = *\\nALLOW_WRITE = *\\n' > /etc/condor/config.d/00-floor.conf; "
             "printf 'NEGOTIATOR_INTERVAL = 2\\nUPDATE_INTERVAL = 2\\nSCHEDD_INTERVAL = 2\\n"
             "NEGOTIATOR_MIN_INTERVAL = 1\\nNEGOTIATOR_CYCLE_DELAY = 1\\n' > /etc/condor/config.d/10-fast.conf; "
             "exec condor_master -f")
@@ -141,10 +142,11 @@ for proc in Path("/proc").iterdir():
     except OSError:
         continue
     kb = next((int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:")), 0)
-    name = Path(argv[0].decode()).name if argv and argv[0] else "?"
-    if name.startswith("python"):
-        mod = next((a.decode() for a in argv[1:] if a.decode().startswith("glideinlab")), "")
-        name = f"python:{mod or 'other'}"
+    args = [a.decode() for a in argv if a]
+    name = Path(args[0]).name if args else "?"
+    if name.startswith("python") and len(args) > 1:
+        # "python3 -m module ..." -> module; "python3 /usr/bin/supervisord" -> supervisord
+        name = args[2] if args[1] == "-m" and len(args) > 2 else Path(args[1]).name
     rss[name] = rss.get(name, 0) + kb
 print(json.dumps(rss))
 """

@@ -48,7 +48,10 @@ def latency(args) -> None:
     try:
         floor.wait_ready()
         for _ in range(args.repeat):
-            floors.append(json.loads(floor.exec(0, "python3", "-c", TIME_TO_RUNNING).stdout)["seconds"])
+            out = floor.exec(0, "python3", "-c", TIME_TO_RUNNING, user="testuser")  # root may not submit
+            if out.returncode != 0:
+                raise RuntimeError(f"floor job failed: {out.stderr.strip()[-500:]}")
+            floors.append(json.loads(out.stdout)["seconds"])
             progress(f"floor: job running after {floors[-1]:.1f} s")
     finally:
         floor.stop()

@@ -163,7 +163,9 @@ def test_smoke_fails_when_the_factory_is_stopped_and_points_at_it(workspace, nod
 
 def test_smoke_fails_at_the_startd_stage_when_the_glidein_token_is_revoked(workspace, nodes):
     fe = nodes["frontend-workspace"]
-    _wait(lambda: not _ads(fe, "GLIDECLIENT_Name =!= undefined", ["Name"]), 240, "earlier glideins to leave")
+    # earlier tests' glideins must be gone from the factory queue too, not only from the user pool: one
+    # still holding the worker would keep this test's glidein from ever starting
+    _wait(lambda: _quiet(nodes), 300, "earlier glideins to leave the user pool and the factory queue")
     # glidein IDTOKENs are signed with the user pool's FRONTEND key (upstream's passwords.d/FRONTEND);
     # taking it away from the collector revokes every glidein token and nothing else
     key, aside = "/etc/condor/passwords.d/FRONTEND", "/root/FRONTEND.revoked"
@@ -177,6 +179,16 @@ def test_smoke_fails_at_the_startd_stage_when_the_glidein_token_is_revoked(works
     assert result.failed_stage == "startd_joined", result.verdict()
     assert "worker_running" in result.reached  # the glidein did start
     assert "revoked" in result.first_error.lower() or "token" in result.first_error.lower(), result.first_error
+
+
+def _quiet(nodes) -> bool:
+    """No glidein left anywhere: no glidein startd in the user pool, no glidein job at the factory."""
+    if _ads(nodes["frontend-workspace"], "GLIDECLIENT_Name =!= undefined", ["Name"]):
+        return False
+    factory = nodes["factory-workspace"].json(
+        "import json; from glideinlab.smoke.observe import observe_factory; "
+        "from glideinlab.condor.adapter import Condor; print(json.dumps(observe_factory(Condor()), default=str))")
+    return factory["glideins"] == []
 
 
 def _cleanup_user_jobs(nodes):

@@ -449,7 +449,6 @@ def test_condor_config_contents():
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        ({"jobs_started": True}, {"STARTD_NOCLAIM_SHUTDOWN": "400"}),
         ({"slots_layout": "fixed"}, {"NUM_SLOTS_TYPE_1": "4", "SLOT_TYPE_1": "cpus=1, ram=750",
                                      "SLOT_TYPE_1_PARTITIONABLE": "False"}),
         ({"settings_USE_CCB": True}, {"CCB_ADDRESS": "cm.example:9618?sock=collector"}),
@@ -787,8 +786,13 @@ case "$FAKE_MASTER_MODE" in
         touch "$FAKE_OUT/ready"
         while :; do sleep 0.1; done ;;
     tail)
-        trap 'cp "$CONDOR_CONFIG" "$FAKE_OUT/condor_config.reconfigured"; exit 0' HUP
+        # one job: its sandbox exists for a moment, then the glidein must stop us after GLIDEIN_Max_Tail
+        trap 'echo TERM > "$FAKE_OUT/received"; exit 0' TERM
+        mkdir -p "$local_dir/execute/dir_123"
         echo "x slot1_1: Got activate_claim request from shadow (10.0.0.1)" > "$log"
+        sleep 1
+        rm -rf "$local_dir/execute/dir_123"
+        date +%s > "$FAKE_OUT/job_ended"
         while :; do sleep 0.1; done ;;
 esac
 """
@@ -953,16 +957,32 @@ def test_signals_are_forwarded_to_condor_master(web, worker, sent, received):
     assert report["stop_reason"] == "signal" and report["signal"] == signal.Signals(sent).name
 
 
-def test_first_job_switches_the_idle_limit_to_the_tail(web, worker):
+def test_after_its_jobs_the_glidein_stops_the_master_once_the_tail_has_passed(web, worker):
     root, base = web
     job, out, env = worker
-    argv = write_stages(root, base, extra_params={"GLIDEIN_Max_Idle": "77", "GLIDEIN_Max_Tail": "33"})
+    argv = write_stages(root, base, extra_params={"GLIDEIN_Max_Idle": "77", "GLIDEIN_Max_Tail": "3",
+                                                  "GLIDEIN_Poll_Interval": "1"})
     result, report = run_glidein(argv, job, env, mode="tail")
     assert result.returncode == 0, result.stdout + result.stderr
+    # the startd's own limit stays GLIDEIN_Max_Idle (never claimed); the tail is the glidein's watch
     assert macros((out / "condor_config.started").read_text())["STARTD_NOCLAIM_SHUTDOWN"] == "77"
-    assert macros((out / "condor_config.reconfigured").read_text())["STARTD_NOCLAIM_SHUTDOWN"] == "33"
+    assert (out / "received").read_text().strip() == "TERM"
     assert report["jobs_started"] == 1 and report["stop_reason"] == "tail"
-    assert "idle limit is now GLIDEIN_Max_Tail 33 s" in result.stdout
+    assert "no job for GLIDEIN_Max_Tail 3 s after the last one; shutting down" in result.stdout
+    waited = report["end_time"] - int((out / "job_ended").read_text())
+    assert 3 <= waited <= 3 + 2 + 2  # the tail, plus at most a poll and a second of rounding
+
+
+def test_a_glidein_no_job_claims_stops_after_the_idle_limit(web, worker):
+    root, base = web
+    job, out, env = worker
+    argv = write_stages(root, base, extra_params={"GLIDEIN_Max_Idle": "2", "GLIDEIN_Max_Tail": "30",
+                                                  "GLIDEIN_Poll_Interval": "1"})
+    result, report = run_glidein(argv, job, env, mode="signal")  # a master that waits to be told
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (out / "received").read_text().strip() == "TERM"
+    assert "no job for GLIDEIN_Max_Idle 2 s ever; shutting down" in result.stdout
+    assert report["jobs_started"] == 0 and report["stop_reason"] == "idle"
 
 
 def test_a_signal_ends_the_failed_wait(web, worker):

@@ -27,10 +27,10 @@ stage formats, defaults); unit tests keep the copies equal.  What it does, as up
 6. Otherwise write ``condor_config`` (one partitionable slot of GLIDEIN_CPUS cores and GLIDEIN_MaxMemMBs
    MB, or GLIDEIN_CPUS static slots with ``-slotslayout fixed``; IDTOKENS to the user collector, claim
    sessions for the schedd, the lifetime of upstream's §4.3) and run ``condor_master -f`` with
-   CONDOR_CONFIG pointing at it.  The glidein exits when no job claims it for GLIDEIN_Max_Idle s, or — once a job ran — for GLIDEIN_Max_Tail s (HTCondor's STARTD_NOCLAIM_SHUTDOWN,
-   switched from the first to the second by a reconfig when the first job starts: the startd publishes no
-   attribute for "time since the last claim ended", so an expression cannot measure the tail), or at
-   GLIDEIN_ToDie (STARTD.DAEMON_SHUTDOWN).
+   CONDOR_CONFIG pointing at it.  The glidein exits when no job claims it for GLIDEIN_Max_Idle s, or — once a
+   job ran — when no job has run for GLIDEIN_Max_Tail s (both watched by the glidein itself, see
+   ``_supervise``: HTCondor's STARTD_NOCLAIM_SHUTDOWN did not stop a partitionable-slot startd, and the
+   startd publishes nothing that measures the tail), or at GLIDEIN_ToDie (STARTD.DAEMON_SHUTDOWN).
 7. SIGTERM and SIGHUP are forwarded to condor_master as SIGTERM (graceful: jobs get
    GLIDEIN_Graceful_Shutdown s; SIGHUP would mean "reconfig" to HTCondor), SIGINT and SIGQUIT as SIGQUIT
    (fast); a second signal, or a master still alive past its deadline, gets SIGQUIT and then SIGKILL.
@@ -650,7 +650,6 @@ class CondorSetup:
     published: Mapping[str, str]
     passthrough: Mapping[str, str]
     layout: Mapping[str, str]
-    jobs_started: bool = False  # after the first job STARTD_NOCLAIM_SHUTDOWN is GLIDEIN_Max_Tail
 
 
 def _security_lines(setup: CondorSetup, methods: str) -> list[str]:
@@ -700,7 +699,7 @@ def render_condor_config(setup: CondorSetup) -> str:
     else:
         slots = [f"NUM_SLOTS_TYPE_1 = {cpus}", f"SLOT_TYPE_1 = cpus=1, ram={max(memory // cpus, 1)}",
                  "SLOT_TYPE_1_PARTITIONABLE = False"]
-    noclaim = s["GLIDEIN_Max_Tail"] if setup.jobs_started else s["GLIDEIN_Max_Idle"]
+    noclaim = s["GLIDEIN_Max_Idle"]
     attrs = ["IS_GLIDEIN", *setup.published]
     lines = [
         f"# glidein {setup.master_name}: written by startup.py; CONDOR_CONFIG points here.",
@@ -767,8 +766,8 @@ def render_condor_config(setup: CondorSetup) -> str:
         f"MASTER_ATTRS = {', '.join(attrs)}",
         "START = " + " && ".join(f"({name})" for name in START_EXPRESSIONS) + " && (CurrentTime < GLIDEIN_ToRetire)",
         "",
-        "# Shutdown: unclaimed too long (before the first job GLIDEIN_Max_Idle, after it GLIDEIN_Max_Tail),",
-        "# past GLIDEIN_ToDie, and the master follows its startd",
+        "# Shutdown: never claimed for GLIDEIN_Max_Idle, or past GLIDEIN_ToDie, and the master follows its",
+        "# startd (the tail after the last job, GLIDEIN_Max_Tail, is watched by the glidein itself)",
         f"STARTD_NOCLAIM_SHUTDOWN = {noclaim}",
         "STARTD.DAEMON_SHUTDOWN = CurrentTime > GLIDEIN_ToDie",
         "MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0",
@@ -811,6 +810,14 @@ def render_failure_ad(attributes: Mapping[str, Any]) -> str:
 class JobActivity:
     starts: int
     job_ids: tuple[str, ...]
+
+
+def _jobs_running(execute_dir: Path) -> bool:
+    """A job is running: the starter keeps each job's sandbox as ``dir_<pid>`` under EXECUTE."""
+    try:
+        return any(p.name.startswith("dir_") for p in execute_dir.iterdir())
+    except OSError:
+        return False
 
 
 def job_activity(startd_log: str) -> JobActivity:
@@ -1247,6 +1254,11 @@ class Glidein:
         deadline = (self.lifetime.to_die + s["UPDATE_INTERVAL"] + s["GLIDEIN_Graceful_Shutdown"]
                     + s["GLIDEIN_Kill_Margin"])
         startd_log = Path(setup.local_dir) / "log" / "StartdLog"
+        execute_dir = Path(setup.local_dir) / "execute"
+        condor_started = time.time()
+        starts_seen = 0  # job activations counted in StartdLog so far
+        ran = False  # a job has run on this glidein
+        idle_since: float | None = None  # when the last job ended (None while one runs)
         while True:
             try:
                 exit_code = self.master.wait(timeout=s["GLIDEIN_Poll_Interval"])
@@ -1256,12 +1268,24 @@ class Glidein:
                 pass
             self._flush_notes()
             now = time.time()
-            if not setup.jobs_started and s["GLIDEIN_Max_Tail"] != s["GLIDEIN_Max_Idle"] and \
-                    job_activity(_read_text(startd_log)).starts:
-                setup = replace(setup, jobs_started=True)
-                config_path.write_text(render_condor_config(setup))
-                self.master.send_signal(signal.SIGHUP)  # reconfig: STARTD_NOCLAIM_SHUTDOWN = GLIDEIN_Max_Tail
-                log(f"first job started; idle limit is now GLIDEIN_Max_Tail {s['GLIDEIN_Max_Tail']} s")
+            # Idle and tail limits. HTCondor's STARTD_NOCLAIM_SHUTDOWN (kept in the config, as upstream
+            # has it) did not stop a partitionable-slot startd here, and nothing in the startd ad measures
+            # "time since the last job ended", so the glidein watches the job sandboxes itself.
+            busy = _jobs_running(execute_dir)
+            starts = job_activity(_read_text(startd_log)).starts
+            if busy or starts > starts_seen:  # a job runs, or one started and ended between two looks
+                idle_since = None if busy else now
+            elif idle_since is None:
+                idle_since = now
+            starts_seen = starts
+            ran = ran or busy or starts > 0
+            limit, why = (s["GLIDEIN_Max_Tail"], "after the last one") if ran else (s["GLIDEIN_Max_Idle"], "ever")
+            since = idle_since if ran else condor_started
+            if not busy and now - since >= limit and self.next_escalation is None:
+                name = "GLIDEIN_Max_Tail" if ran else "GLIDEIN_Max_Idle"
+                log(f"no job for {name} {limit} s {why}; shutting down")
+                self.master.send_signal(signal.SIGTERM)  # graceful: the master stops its daemons and exits
+                self.next_escalation = now + s["GLIDEIN_Graceful_Shutdown"] + s["GLIDEIN_Kill_Margin"]
             if self.next_escalation is None and now > deadline:
                 log("condor_master is past its lifetime; sending SIGQUIT")
                 self.master.send_signal(signal.SIGQUIT)
