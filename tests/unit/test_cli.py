@@ -113,6 +113,29 @@ def test_exec_without_a_command_says_how_to_give_one(capsys, home, no_engine_exp
     assert "glideinlab exec frontend-workspace -- condor_q" in line
 
 
+def test_exec_takes_options_written_between_the_node_and_the_command(capsys, home, monkeypatch):
+    save_spec(home, name="lab2")
+    calls = []
+
+    def fake_exec(self, node, cmd, user=None, tty=False, **kw):
+        calls.append((self.spec.name, node, cmd, user))
+        return type("Done", (), {"returncode": 7})()
+
+    monkeypatch.setattr(Workspace, "exec", fake_exec)
+    code, _, err = run(capsys, ["exec", "frontend-workspace", "--name", "lab2", "-u", "testuser", "--",
+                                "condor_q", "-allusers"])
+    assert code == 7, err  # the command's own exit code
+    assert calls == [("lab2", "frontend-workspace", ["condor_q", "-allusers"], "testuser")]
+
+
+@pytest.mark.parametrize("late", [["--nmae", "lab2"], ["--name"], ["stray"]])
+def test_exec_with_a_bad_option_before_the_command_is_one_line(capsys, home, no_engine_expected, late):
+    save_spec(home)
+    code, _, err = run(capsys, ["exec", "frontend-workspace", *late, "--", "condor_q"])
+    assert code == 2
+    assert "exec:" in one_error_line(err)
+
+
 # -- argparse-level mistakes -----------------------------------------------------------------------
 @pytest.mark.parametrize(
     "argv, bad, valid",

@@ -119,8 +119,23 @@ def cmd_logs(args) -> int:
 
 
 def cmd_exec(args) -> int:
+    cmd = list(args.cmd)
+    if "--" in cmd:  # options written after the node (`exec NODE --name dev -u testuser -- CMD`) count too
+        split = cmd.index("--")
+        before, cmd = cmd[:split], cmd[split + 1:]
+        late = argparse.ArgumentParser(prog="glideinlab exec NODE", add_help=False, exit_on_error=False)
+        late.add_argument("--name")
+        late.add_argument("-u", "--user")
+        try:
+            options, unknown = late.parse_known_args(before)
+        except argparse.ArgumentError as err:
+            raise UserError(f"exec: {err}") from None
+        if unknown:
+            raise UserError(f"exec: unknown option(s) before `--`: {' '.join(unknown)}",
+                            hint="valid there: --name NAME, -u/--user USER")
+        args.name = options.name or args.name
+        args.user = options.user or args.user
     ws = _workspace(args)
-    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     if not cmd:
         raise UserError("exec needs a command after the node, e.g. `glideinlab exec frontend-workspace -- condor_q`")
     return ws.exec(args.node, cmd, user=args.user, tty=sys.stdin.isatty() and sys.stdout.isatty()).returncode

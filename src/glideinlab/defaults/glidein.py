@@ -17,10 +17,10 @@ GLIDEIN = Section(
     "glidein",
     "What a glidein does on the worker node; override per glidein with a stage constant or -param_<NAME>.",
     (
-        Knob("GLIDEIN_Max_Idle", 1200, "s", "Exit if no job claimed the glidein for this long (STARTD_NOCLAIM_SHUTDOWN "
-             "before the first job)."),
-        Knob("GLIDEIN_Max_Tail", 400, "s", "Exit when no job has claimed the glidein for this long after at least "
-             "one job ran (STARTD_NOCLAIM_SHUTDOWN after the first job)."),
+        Knob("GLIDEIN_Max_Idle", 1200, "s", "Exit if no job ran on the glidein for this long after HTCondor "
+             "started (watched by the glidein; also its STARTD_NOCLAIM_SHUTDOWN)."),
+        Knob("GLIDEIN_Max_Tail", 400, "s", "Exit when no job has run for this long after the last job ended "
+             "(watched by the glidein: job sandboxes and StartdLog)."),
         Knob("GLIDEIN_Job_Max_Time", 129600, "s", "Longest job the glidein promises to run to completion after "
              "it retires (die = retire + this, unless GLIDEIN_Max_Walltime bounds it)."),
         Knob("GLIDEIN_Retire_Time", 21600, "s", "Stop accepting new jobs this long after start, when "
