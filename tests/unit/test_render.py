@@ -308,3 +308,21 @@ def test_stage_http_serves_the_stage_port(service):
 def test_glideinwms_daemons_authenticate_with_idtokens_first(service, file, has_token_first):
     environment = _sections(supervisor_programs(SPEC.node(service))[file])["environment"]
     assert ('_condor_SEC_CLIENT_AUTHENTICATION_METHODS="IDTOKENS"' in environment) is has_token_first
+
+
+@pytest.mark.parametrize("profile, expected", [("fast", {"UPDATE_INTERVAL": 2, "MASTER_UPDATE_INTERVAL": 5}),
+                                               ("production", {})])
+def test_the_fast_profile_reaches_the_glidein_daemons(tmp_path, profile, expected):
+    """Glidein startds update the user pool as often as the profile's daemons; production keeps the
+    glidein's own (upstream) update intervals."""
+    from glideinlab.frontend.config import load_frontend_config
+
+    spec = WorkspaceSpec.create(workers=1, profile=profile)
+    made = Trust(tmp_path / "secrets", spec)
+    made.ensure()
+    render_workspace(spec, tmp_path / "state", made)
+    config = load_frontend_config(tmp_path / "state" / "nodes" / "frontend-workspace" / "components" / "frontend.yaml")
+    params = config.glidein_params(config.group("main"))
+    assert {k: params[k] for k in expected} == expected
+    if not expected:
+        assert "UPDATE_INTERVAL" not in params and "MASTER_UPDATE_INTERVAL" not in params

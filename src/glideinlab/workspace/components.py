@@ -41,6 +41,15 @@ def issuer_config(spec: WorkspaceSpec) -> dict:
     }
 
 
+def _glidein_update_intervals(spec: WorkspaceSpec) -> dict:
+    """Fast profile: glidein daemons update the user pool as often as the workspace's own daemons do (the
+    glidein's own defaults, upstream's 370/300 s, stay in the production profile)."""
+    if spec.profile != "fast":
+        return {}
+    condor = D.timing(D.HTCONDOR_TIMING, spec.profile)
+    return {k: condor[k] for k in ("UPDATE_INTERVAL", "MASTER_UPDATE_INTERVAL", "STARTER_UPDATE_INTERVAL")}
+
+
 def frontend_config(spec: WorkspaceSpec) -> dict:
     fe = spec.fqdn("frontend-workspace")
     fa = spec.fqdn("factory-workspace")
@@ -66,7 +75,7 @@ def frontend_config(spec: WorkspaceSpec) -> dict:
                         "identity_subdomain": C.GLIDEIN_DOMAIN_PREFIX.rstrip("."), "lifetime": 86400},
         },
         "attrs": {"GLIDEIN_Max_Idle": t["GLIDEIN_Max_Idle"], "GLIDEIN_Max_Tail": t["GLIDEIN_Max_Tail"],
-                  "GLIDEIN_Failed_Wait": t["GLIDEIN_Failed_Wait"]},
+                  "GLIDEIN_Failed_Wait": t["GLIDEIN_Failed_Wait"], **_glidein_update_intervals(spec)},
         "groups": {
             "main": {
                 "enabled": True,
