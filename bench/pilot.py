@@ -143,13 +143,18 @@ def scale(args) -> None:
         ws.down(volumes=True, progress=progress)
     good = [s for s in steps if not _degraded([steps[0], s])]
     best = max((s["glideins"] for s in good), default=0)
-    record("pilot_scale", {"steps": steps, "max_glideins_before_degrading": best,
+    # growth that ended at --max without degrading found no limit, only a lower bound
+    limited = bool(steps) and not _degraded(steps)
+    record("pilot_scale", {"steps": steps, "max_glideins_before_degrading": best, "stopped_at_max": limited,
                            "mem_per_glidein_mib": steps[-1]["mem_per_glidein_mib"] if steps else None},
            profile="fast", image="glideinlab/worker:trixie")
     for s in steps:
         print(f"{s['glideins']:4} glideins: {s['busy']:4} busy after {s['seconds']:6.1f} s, lost updates "
               f"{s['updates_lost']}, stalest update {s['stalest_update_s']} s, {s['mem_per_glidein_mib']} MiB/glidein")
-    print(f"glideins at once on this machine before degrading: {best}")
+    if limited:
+        print(f"glideins at once on this machine: {best} without degrading (stopped at --max; no limit found)")
+    else:
+        print(f"glideins at once on this machine before degrading: {best}")
 
 
 def _targets(maximum: int) -> list[int]:

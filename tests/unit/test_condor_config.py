@@ -272,3 +272,13 @@ def test_mapfile_account_may_submit_to_the_ce_schedd():
     knobs = config("ce-workspace", "ce")
     assert "gwms@$(UID_DOMAIN)" in items(knobs["SCHEDD.ALLOW_WRITE"])
     assert [account for _, account in _mapfile_rules(WorkspaceSpec.create())] == ["gwms"]
+
+
+def test_ce_route_limits_are_htcondor_ce_sized_not_the_job_router_defaults():
+    """HTCondor's route defaults (MaxJobs 100, MaxIdleJobs 50) would cap the CE at 100 running pilots."""
+    spec = WorkspaceSpec.create()
+    router = C.ce_config(spec.node("ce-workspace"), spec)["20-router.conf"]
+    route = router.split("JOB_ROUTER_ROUTE_Local_Condor @=jrt", 1)[1].split("@jrt", 1)[0]
+    assert f"MaxJobs = {D.CE['max_jobs'].default}" in route
+    assert f"MaxIdleJobs = {D.CE['max_idle_jobs'].default}" in route
+    assert D.CE["max_jobs"].default > 100 and D.CE["max_idle_jobs"].default > 50

@@ -45,6 +45,18 @@ IMAGES = Section(
     ),
 )
 
+CE = Section(
+    "ce",
+    "The CE node's JobRouter (HTCondor-CE layout: CE schedd on 9619 routing into the site pool).",
+    (
+        # HTCondor's own route defaults (MaxJobs 100, MaxIdleJobs 50) capped the scale bench at 100
+        # glideins; HTCondor-CE raises them the same way
+        Knob("max_jobs", 10000, "jobs", "Most routed jobs per route at once (HTCondor-CE's CONDORCE_MAX_JOBS)."),
+        Knob("max_idle_jobs", 2000, "jobs", "Most routed jobs per route idle in the site pool at once; the "
+             "router stops routing beyond it."),
+    ),
+)
+
 # Published ports, upstream workspaces' convention: CE 2xxxx, factory 3xxxx, frontend 4xxxx.
 PUBLISHED_PORTS = {
     "ce-workspace": {29619: 9619, 29618: 9618},
@@ -109,7 +121,7 @@ GLIDEINWMS_TIMING = Section(
     ),
 )
 
-SECTIONS = (WORKSPACE, IMAGES, HTCONDOR_TIMING, GLIDEINWMS_TIMING)
+SECTIONS = (WORKSPACE, IMAGES, CE, HTCONDOR_TIMING, GLIDEINWMS_TIMING)
 
 
 def timing(section: Section, profile: str) -> dict[str, object]:

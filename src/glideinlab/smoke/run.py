@@ -60,6 +60,7 @@ class SmokeResult:
     first_error: str = ""
     bundle: str = ""
     total: float = 0.0
+    settle: float = 0.0  # s waited before submitting, for an earlier run's glideins to leave
 
     def table(self) -> str:
         lines = [f"{'stage':52} {'elapsed (s)':>11}"]
@@ -182,6 +183,7 @@ class Smoke:
                 if time.monotonic() > deadline:
                     raise UserError("the smoke observers did not start", hint="see `glideinlab status`")
                 time.sleep(POLL / 4)
+            self._wait_for_an_empty_pool()
             self.baseline = _ids(self.observe())
             self.progress(f"submitting {self.jobs} jobs as testuser")
             self.submitted = self._node_json("frontend-workspace", "glideinlab.smoke.jobs", "submit",
@@ -189,6 +191,28 @@ class Smoke:
             return self._follow(time.monotonic())
         finally:
             self.stop_followers()
+
+    def _wait_for_an_empty_pool(self) -> None:
+        """Glideins of an earlier run would take the new jobs at once and the stages would be timed out of
+        order: wait (at most one stage timeout) until they have left; past that, go on with them as the
+        baseline and say so."""
+        t0 = time.monotonic()
+        told = False
+        while True:
+            left = _leftover_glideins(self.observe())
+            if not left:
+                break
+            waited = time.monotonic() - t0
+            if waited > self.timeout:
+                self.progress(f"{left} glideins of an earlier run are still there after {waited:.0f} s; "
+                              "going on (stage times may overlap)")
+                break
+            if not told:
+                self.progress(f"waiting for {left} glideins of an earlier run to leave "
+                              f"(GLIDEIN_Max_Tail/Max_Idle; at most {self.timeout:.0f} s)")
+                told = True
+            time.sleep(POLL)
+        self.result.settle = round(time.monotonic() - t0, 1)
 
     def _follow(self, t0: float) -> SmokeResult:
         stage_start = t0
@@ -242,6 +266,15 @@ class Smoke:
 
 def _list(value) -> list:
     return value if isinstance(value, list) else []
+
+
+def _leftover_glideins(obs: dict[str, dict]) -> int:
+    """Glideins still around: jobs in the factory queue, or startds of our group in the user pool."""
+    queued = len(_list(obs.get("factory", {}).get("glideins")))
+    # one glidein advertises several slots ("slot1_1@glidein_<pid>_<n>@host"): count the startds
+    startds = {str(s.get("Name", "")).split("@", 1)[-1]
+               for s in _list(obs.get("frontend", {}).get("slots")) if s.get("GLIDECLIENT_Name") == CLIENT_NAME}
+    return max(queued, len(startds))
 
 
 def _ids(obs: dict[str, dict]) -> dict[str, set[str]]:

@@ -266,6 +266,8 @@ JOB_ROUTER_USE_DEPRECATED_ROUTER_ENTRIES = False
 JOB_ROUTER_ROUTE_NAMES = Local_Condor
 JOB_ROUTER_ROUTE_Local_Condor @=jrt
     TargetUniverse = 5
+    MaxJobs = {D.CE["max_jobs"].default}
+    MaxIdleJobs = {D.CE["max_idle_jobs"].default}
     # Pilots ask for cores and memory with xcount / maxMemory (MB), as HTCondor-CE reads them.
     EVALSET RequestCpus xcount ?: 1
     EVALSET RequestMemory maxMemory ?: 1024
