@@ -90,14 +90,7 @@ def test_jobs_for_one_site_get_glideins_only_at_that_site(workspace, nodes):
         "python3", "-m", "glideinlab.smoke.jobs", "results", sub["dir"], "3", user="testuser").stdout)),
         300, "the site-restricted jobs")
     assert {v["GLIDEIN_Site"] for v in results.values()} == {"SiteB"}
-    glideins = fa.json(textwrap.dedent(f"""
-        import json
-        from glideinlab.condor.adapter import Condor
-        c = Condor(); s = c.schedd()
-        q = 'GlideinFactory =!= undefined && QDate >= {start}'
-        jobs = c.query_jobs(s, q, ["GlideinEntryName"]) + c.query_jobs(s, q, ["GlideinEntryName"], history=True)
-        print(json.dumps(sorted({{j["GlideinEntryName"] for j in jobs}})))
-    """))
+    glideins = _glidein_values_since(fa, start, "GlideinEntryName")
     assert glideins == ["ce-workspace-siteb"], glideins
 
 
@@ -127,14 +120,7 @@ def test_a_second_frontend_group_provisions_only_its_own_jobs(workspace, nodes):
             300, "the second group's jobs")
         assert {(v["GLIDECLIENT_Name"], v["GLIDECLIENT_Group"]) for v in results.values()} == {
             ("vofrontend_service.second", "second")}, results
-        clients = fa.json(textwrap.dedent(f"""
-            import json
-            from glideinlab.condor.adapter import Condor
-            c = Condor(); s = c.schedd()
-            q = 'GlideinFactory =!= undefined && QDate >= {start}'
-            jobs = c.query_jobs(s, q, ["GlideinClient"]) + c.query_jobs(s, q, ["GlideinClient"], history=True)
-            print(json.dumps(sorted({{j["GlideinClient"] for j in jobs}})))
-        """))
+        clients = _glidein_values_since(fa, start, "GlideinClient")
         assert clients == ["vofrontend_service.second"], clients  # main asked for nothing
     finally:
         _write(fe, path, original)
@@ -222,6 +208,19 @@ def test_smoke_fails_at_the_startd_stage_when_the_glidein_token_is_revoked(works
     assert result.failed_stage == "startd_joined", result.verdict()
     assert "worker_running" in result.reached  # the glidein did start
     assert "revoked" in result.first_error.lower() or "token" in result.first_error.lower(), result.first_error
+
+
+def _glidein_values_since(factory, start: int, attr: str) -> list:
+    """The distinct values of ``attr`` over the glideins the factory submitted since ``start`` (queue and
+    history)."""
+    return factory.json(textwrap.dedent(f"""
+        import json
+        from glideinlab.condor.adapter import Condor
+        c = Condor(); s = c.schedd()
+        q = 'GlideinFactory =!= undefined && QDate >= {start}'
+        jobs = c.query_jobs(s, q, [{attr!r}]) + c.query_jobs(s, q, [{attr!r}], history=True)
+        print(json.dumps(sorted({{j[{attr!r}] for j in jobs}})))
+    """))
 
 
 def _write(node, path: str, text: str) -> None:
