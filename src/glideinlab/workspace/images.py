@@ -108,7 +108,8 @@ def docker_build(engine: Engine, ctx: Path, tag: str, args: dict[str, str], *,
                  labels: dict[str, str] | None = None, no_cache: bool = False) -> None:
     # labels as options, not LABEL steps: each Dockerfile step is a layer commit, and a commit takes
     # ~10 s on storage drivers with naive diff (fuse-overlayfs on this project's machines)
-    cmd = [engine.cli, "build", "-t", tag]
+    # --force-rm: the classic builder otherwise keeps the container of a failed step
+    cmd = [engine.cli, "build", "--force-rm", "-t", tag]
     for key, value in args.items():
         cmd += ["--build-arg", f"{key}={value}"]
     for key, value in (labels or {}).items():
