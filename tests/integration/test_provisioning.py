@@ -9,7 +9,6 @@ import textwrap
 import threading
 import time
 
-import pytest
 import yaml
 
 from glideinlab.smoke.run import STAGES, Smoke

@@ -61,7 +61,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -1243,12 +1243,12 @@ class Glidein:
         if self.pending_signal is not None:
             self._on_signal(self.pending_signal, None)
             self._flush_notes()
-        exit_code = self._supervise(setup, config_path)
+        exit_code = self._supervise(setup)
         log(f"condor_master exited with {exit_code}")
         normal = exit_code in NORMAL_MASTER_EXITS
         return self._finish(EXIT_OK if normal else EXIT_CONDOR, master_exit_code=exit_code)
 
-    def _supervise(self, setup: CondorSetup, config_path: Path) -> int:
+    def _supervise(self, setup: CondorSetup) -> int:
         assert self.master is not None and self.lifetime is not None
         s = self.settings
         deadline = (self.lifetime.to_die + s["UPDATE_INTERVAL"] + s["GLIDEIN_Graceful_Shutdown"]

@@ -19,7 +19,6 @@ import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
@@ -129,7 +128,7 @@ class Smoke:
 
     # -- stage conditions on one observation --------------------------------------------------
     def reached_now(self, obs: dict[str, dict]) -> set[str]:
-        fa, ce, fe = obs["factory"], obs["ce"], obs["frontend"]
+        fa, fe = obs["factory"], obs["frontend"]
         new = _ids(obs)
         for kind, old in self.baseline.items():
             new[kind] -= old
