@@ -40,7 +40,7 @@ def cmd_build(args) -> int:
 
     spec = _spec_from(args)
     engine = detect()
-    imgs = images.ImageSet(D.IMAGES["prefix"].default, spec.suite)
+    imgs = images.ImageSet(images.image_prefix(), spec.suite)
     t0 = time.monotonic()
     timings = images.build(engine, imgs, mirror=args.mirror, base_image=args.base_image or "",
                            progress=progress, no_cache=args.no_cache)

@@ -41,7 +41,7 @@ IMAGES = Section(
         Knob("mirror", "http://deb.debian.org/debian", "", "Debian mirror for debootstrap and apt inside builds."),
         Knob("base_image", "", "", "Start the Dockerfiles from this image (e.g. debian:trixie-slim) instead of "
              "the debootstrapped root; only where a registry is reachable."),
-        Knob("prefix", "glideinlab", "", "Image name prefix: <prefix>/<role>:<suite>."),
+        Knob("prefix", "glideinlab", "", "Image name prefix: <prefix>/<role>:<suite> ($GLIDEINLAB_IMAGE_PREFIX overrides it)."),
     ),
 )
 

@@ -66,7 +66,7 @@ class Workspace:
         self._engine = engine
         self.dir = (home or state_home()) / spec.name
         self.trust = Trust(self.dir / "secrets", spec)
-        self.images = images.ImageSet(D.IMAGES["prefix"].default, spec.suite)
+        self.images = images.ImageSet(images.image_prefix(), spec.suite)
 
     @property
     def engine(self) -> Engine:

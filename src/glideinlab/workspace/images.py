@@ -49,6 +49,12 @@ class ImageSet:
         return self.ref(role)
 
 
+def image_prefix() -> str:
+    """The image name prefix: ``$GLIDEINLAB_IMAGE_PREFIX`` if set (a branch that changes a Dockerfile
+    builds its own set beside the main one), else the ``images.prefix`` default."""
+    return os.environ.get("GLIDEINLAB_IMAGE_PREFIX") or D.IMAGES["prefix"].default
+
+
 def all_present(engine: Engine, images: ImageSet) -> bool:
     return all(engine.image_exists(images.role(role)) for role in ROLES)
 
