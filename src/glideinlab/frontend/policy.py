@@ -35,6 +35,7 @@ from .matching import (
     COLLECTOR_KEY,
     Entry,
     GlideId,
+    MatchCache,
     MatchCounts,
     Unmatched,
     bad_schedds,
@@ -183,8 +184,12 @@ class GroupResult:
 
 
 def compute_group(snapshot: Snapshot, frontend_config: FrontendConfig, group_config: GroupConfig,
-                  history: Mapping[GlideId, EntryHistory]) -> GroupResult:
-    """Decide every entry's request for one group. Never raises on bad data; see the module docstring."""
+                  history: Mapping[GlideId, EntryHistory], cache: MatchCache | None = None) -> GroupResult:
+    """Decide every entry's request for one group. Never raises on bad data; see the module docstring.
+
+    ``cache`` (one per group, kept by the caller between cycles) only saves work: the result is the same
+    with or without it.
+    """
     fe_limits, limits = frontend_config.limits, group_config.limits
     client_name = frontend_config.client_name(group_config)
     warnings: list[str] = []
@@ -195,7 +200,7 @@ def compute_group(snapshot: Snapshot, frontend_config: FrontendConfig, group_con
                         fe_limits["old_idle_age"], bad, job_skips)
     entries = _read_entries(snapshot.entries, group_config.effective_factory_match_attrs, warnings)
     matched = match_jobs(list(jobs.clusters.values()), entries, group_config.effective_match_expr,
-                         fe_limits["ignore_down_entries"])
+                         fe_limits["ignore_down_entries"], cache)
     warnings += matched.warnings
 
     slots = _count_entry_slots(snapshot.slots, entries, client_name,
