@@ -52,7 +52,7 @@ EXPRESSIONS = [
 
 SITES = ["Site1", "Site10", "site1", "Site2", "SITE2", "Sit", "Sité1", "", "Site 1", "A,B", 7, 2500.5]
 DESIRED = [None, "Site1", "Site1,Site10", "site1 , SITE2", "", "Site10,,Site2", "Sité1,Site2", "Site 1",
-           "A,B", "Site2 Site1", "SITE10", "Sit,e", 7, [1, 2], {1, 2}]
+           "A,B", "Site2 Site1", "SITE10", "Sit,e", 7, [1, 2], {1, 2}, 1j, b"Site1"]
 MEMORY = [None, 1000, 3000, 2500.5, 9000, "x"]
 
 

@@ -626,15 +626,14 @@ def _why_unmatched(cluster: Cluster, tables: Sequence[_PartTable], whole: _PartT
     if satisfied:
         if not satisfied & fit:
             there = [entries[i] for i in _bits(satisfied)]
-            detail = (f"RequestCpus={cluster.request_cpus}, GLIDEIN_CPUS at most {max(e.cpus for e in there)} "
-                      f"at the {len(there)} entries that satisfy match_expr")
+            detail = f"largest GLIDEIN_CPUS of {_entries(len(there))} satisfying match_expr: {max(e.cpus for e in there)}"
             if any(e.cpus_auto for e in there):
-                detail += (" (GLIDEIN_CPUS auto/node/slot is decided on the node; counted as "
-                           "GLIDEIN_ESTIMATED_CPUS, or 1 without it)")
+                detail += (" (GLIDEIN_CPUS auto/node/slot: decided on the node, counted as GLIDEIN_ESTIMATED_CPUS, "
+                           "or 1 without it)")
             return "Cores", detail
-        return "Down", f"{(satisfied & fit).bit_count()} entries satisfy match_expr, all in downtime"
+        return "Down", f"{_entries((satisfied & fit).bit_count())} would match, all in downtime"
     if undecided:
-        return "Undefined", f"match_expr is undefined or an error at {undecided} entries"
+        return "Undefined", f"undefined or error at {_entries(undecided)}"
     size = [t for t in tables if t.part.reads_only_requests]
     if size and len(size) < len(tables):
         rest = everything
@@ -643,8 +642,12 @@ def _why_unmatched(cluster: Cluster, tables: Sequence[_PartTable], whole: _PartT
                 rest &= table.masks_for(table.job_key(typed), ad_values)[0]
         failing = [t.part.text for t in size if t.masks_for(t.job_key(typed), ad_values)[0] & rest != rest]
         if rest and failing:
-            return "Size", f"{' && '.join(failing)} is false at the {rest.bit_count()} entries that satisfy the rest"
+            return "Size", f"{' && '.join(failing)} fails at the {_entries(rest.bit_count())} satisfying the rest"
     return "NoEntry", ""
+
+
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
 
 
 def _mask(flags: Any) -> int:

@@ -37,6 +37,7 @@ from .matching import (
     GlideId,
     MatchCache,
     MatchCounts,
+    UNMATCHED_REASONS,
     Unmatched,
     bad_schedds,
     collect_jobs,
@@ -181,6 +182,19 @@ class GroupResult:
     evaluations: int
     entry_signatures: int
     bad_schedds: tuple[str, ...] = field(default=())
+
+    def unmatched_monitor(self) -> dict[str, int | str]:
+        """Group-wide ``GlideClientMonitor*`` values published in every glideresource ad of the group.
+
+        ``JobsIdleUnmatched``: idle jobs (good schedds) that match no entry and so request no glidein;
+        ``JobsIdleUnmatched<Reason>`` per reason of :data:`~glideinlab.frontend.matching.UNMATCHED_REASONS`;
+        ``JobsIdleUnmatchedReasons``: a readable summary with one example per reason ("" if none).
+        """
+        u = self.unmatched
+        out: dict[str, int | str] = {"JobsIdleUnmatched": u.idle}
+        out.update((f"JobsIdleUnmatched{reason}", n) for reason, n in u.idle_by_reason().items())
+        out["JobsIdleUnmatchedReasons"] = "; ".join(f"{r.reason}: {r.idle} ({r.example})" for r in u.reasons)
+        return out
 
 
 def compute_group(snapshot: Snapshot, frontend_config: FrontendConfig, group_config: GroupConfig,
@@ -416,7 +430,8 @@ _HEADER = (
 
 
 def format_table(result: GroupResult) -> str:
-    """The per-entry table logged each cycle, like upstream's group log, with totals and unmatched."""
+    """The per-entry table logged each cycle, like upstream's group log, with totals and unmatched, then
+    one line per reason idle jobs match no entry."""
     lines = [f"group {result.group} ({result.client_name}): {result.jobs.idle} idle jobs "
              f"({result.jobs.old_idle} old, {result.jobs.idle_all - result.jobs.idle} in bad schedds), "
              f"{result.jobs.running} running; {result.clusters} clusters, {result.evaluations} evaluations",
@@ -441,4 +456,6 @@ def format_table(result: GroupResult) -> str:
     u = result.unmatched
     lines.append(f"{u.idle:>10} {'':>6} {'':>6} {u.old_idle:>6} {'':>6} {u.running:>6} {'':>6} | "
                  f"{'':>10} {'':>5} {'':>5} {'':>5} | {'':>10} {'':>5} {'':>5} | {'':>9} {'':>6} {'':>6} | Unmatched")
+    for r in u.reasons:  # why those idle jobs get no glidein, so a user need not guess
+        lines.append(f"{r.idle:>10} unmatched idle job(s), {r.reason}: {UNMATCHED_REASONS[r.reason]}; e.g. {r.example}")
     return "\n".join(lines)
