@@ -52,7 +52,7 @@ EXPRESSIONS = [
 
 SITES = ["Site1", "Site10", "site1", "Site2", "SITE2", "Sit", "Sité1", "", "Site 1", "A,B", 7, 2500.5]
 DESIRED = [None, "Site1", "Site1,Site10", "site1 , SITE2", "", "Site10,,Site2", "Sité1,Site2", "Site 1",
-           "A,B", "Site2 Site1", "SITE10", "Sit,e", 7, [1, 2], {1, 2}, 1j, b"Site1"]
+           "A,B", "Site2 Site1", "SITE10", "Sit,e", "Site1-x,Site2", "Site1_x", 7, [1, 2], {1, 2}, 1j, b"Site1"]
 MEMORY = [None, 1000, 3000, 2500.5, 9000, "x"]
 
 
@@ -241,23 +241,31 @@ def test_membership_shortcut_is_recognised_only_where_sound(text, membership):
     assert part.membership == (Membership(*membership) if membership else None)
 
 
-@pytest.mark.parametrize(
-    "item, text",
-    [("Site1", "Site1,Site10"), ("Site10", "Site1,Site10"), ("b", "a,,  b"), ("B", "a,b"), ("a b", "a b,c"),
-     ("", "a,,b"), ("Sit", "Site1"), ("x", ""), ("Sité1", "Sité1,Site2")],
-)
-def test_membership_shortcut_premise(item, text):
+def _premise_cases() -> list[tuple[str, str]]:
+    fixed = [("Site1", "Site1,Site10"), ("Site10", "Site1,Site10"), ("b", "a,,  b"), ("B", "a,b"),
+             ("a b", "a b,c"), ("", "a,,b"), ("Sit", "Site1"), ("x", ""), ("a", "a-b"), ("a_b", "a_b c"),
+             ("T2_US", "T2_US_Nebraska,T2_US")]
+    rng = random.Random(7)
+    alphabet = "aA1_, -."
+    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) for _ in range(400)]
+    return fixed + [(words[i], " ".join(words[i + 1:i + 1 + rng.randint(0, 3)]).replace(" ", rng.choice(", ")))
+                    for i in range(0, 396, 2)]
+
+
+def test_membership_shortcut_premise():
     """The premise of the shortcut, checked against classad2 itself: with two strings the functions are
-    true or false, and true only if the item occurs in the list (case-insensitively)."""
+    true or false, and true only if the item occurs in the list as a whole word (ASCII case folded)."""
     import classad2
 
-    for function in ("stringListMember", "stringListIMember"):
-        result = classad2.ExprTree(f"{function}(TARGET.S, MY.D)").eval(classad2.ClassAd({"D": text}),
-                                                                       classad2.ClassAd({"S": item}))
-        assert result in (True, False)
-        assert not result or item.lower() in text.lower()
-    result = classad2.ExprTree("TARGET.S == MY.D").eval(classad2.ClassAd({"D": text}), classad2.ClassAd({"S": item}))
-    assert result in (True, False) and (not result or item.lower() in text.lower())
+    from glideinlab.frontend.matching import _occurs_as_word
+
+    for item, text in _premise_cases():
+        job, entry = classad2.ClassAd({"D": text}), classad2.ClassAd({"S": item})
+        for expr in ("stringListMember(TARGET.S, MY.D)", "stringListIMember(TARGET.S, MY.D)", "TARGET.S == MY.D",
+                     "TARGET.S =?= MY.D"):
+            result = classad2.ExprTree(expr).eval(job, entry)
+            assert result in (True, False), (expr, item, text)
+            assert not result or _occurs_as_word(item.lower(), text.lower()), (expr, item, text)
 
 
 @pytest.mark.parametrize("left", ["true", "false", "undefined", "error", "1", "0", '"s"', "2.5"])

@@ -40,14 +40,15 @@ _DYNAMIC_CALL = re.compile(r"\w*eval\w*\s*\(", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Membership:
-    """A part that can only be true if the entry's string attribute occurs inside the job's string.
+    """A part that can only be true if the entry's string occurs inside the job's string as a whole word.
 
     ``stringListMember(TARGET.<entry_attr>, MY.<job_attr>)`` (also ``stringListIMember``, a bare job
     attribute, ``MY.<job_attr> ?: <anything>``) and ``TARGET.<entry_attr> == MY.<job_attr>`` (or ``=?=``):
     with both values strings each of these is true or false, never undefined or error, and true only if
-    the entry value is a substring of the job value (case-insensitively for ``==`` and ``stringListIMember``;
-    we always compare lower-cased ASCII, a superset).  Candidates found that way are still evaluated by
-    classad2; only the others are known false without an evaluation.
+    the entry value equals a list item (or the whole job value), i.e. occurs in the job value with a
+    delimiter (comma, space) or an end of the text on each side.  We check the weaker "occurs, case
+    folded (ASCII), with no letter, digit or underscore on either side", so no true match is ever
+    skipped; the entries that pass are still evaluated by classad2, only the others are known false.
     """
 
     entry_attr: str

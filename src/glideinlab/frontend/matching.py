@@ -26,7 +26,8 @@ How step 3 stays cheap (100,000 jobs × 1,000 entries in well under a second; be
   for ``a && b``: true && x is x, false && x is false.  Entries where a part is neither true nor false
   (undefined, error, a number) are settled by evaluating the whole expression there, exactly as before.
 * Parts of the ``stringListMember(TARGET.X, MY.Y)`` / ``TARGET.X == MY.Y`` kind skip entries whose X
-  does not even occur inside Y (see :class:`.match_plan.Membership`); the rest are still evaluated.
+  does not even occur inside Y as a whole word (see :class:`.match_plan.Membership`); the rest are
+  still evaluated.
 * A :class:`MatchCache` carries results to the next cycle, keyed by the typed attribute values and by
   the part's text and attribute names: a changed entry or job has new keys, a changed match_expr has
   new parts, so nothing stale is ever read.  The masks themselves are reused while the entries'
@@ -457,8 +458,9 @@ class _PartTable:
         true = false = 0
         needle = _ascii_lower(ad_values.get(self.needle_key)) if self.needle_key else None
         if needle is not None:
-            # an entry whose text does not occur in the job's text is false without an evaluation
-            groups = [g for g in groups if g[2] is None or g[2] in needle]
+            # an entry whose text does not occur in the job's text as a whole word is false without an
+            # evaluation (see match_plan.Membership)
+            groups = [g for g in groups if g[2] is None or (g[2] in needle and _occurs_as_word(g[2], needle))]
             false = self.texted_mask
             for _, mask, text in groups:
                 if text is not None:
@@ -509,6 +511,21 @@ class _PartTable:
         except Exception:  # never let one job's values abort the group (#537)
             return _OTHER
         return _TRUE if result is True else _FALSE if result is False else _OTHER
+
+
+def _occurs_as_word(item: str, text: str) -> bool:
+    """Whether ``item`` occurs in ``text`` with no letter, digit or underscore right before or after it."""
+    start = text.find(item)
+    while start >= 0:
+        end = start + len(item)
+        if (start == 0 or not _is_word(text[start - 1])) and (end == len(text) or not _is_word(text[end])):
+            return True
+        start = text.find(item, start + 1)
+    return False
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def _spelled(lowered: str, keys: Sequence[str]) -> str | None:
