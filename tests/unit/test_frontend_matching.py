@@ -80,7 +80,9 @@ def random_jobs(rng: random.Random, n: int) -> list[dict]:
                                "JobStatus": rng.choice([1, 1, 1, 2, 1.0]),
                                "EnteredCurrentStatus": NOW - rng.choice([0, 100, 700, 4000])}
         if rng.random() < 0.5:
-            job["ServerTime"] = NOW
+            job["ServerTime"] = rng.choice([NOW, NOW, NOW + 0.5])
+        if rng.random() < 0.1:
+            job["EnteredCurrentStatus"] = rng.choice([None, NOW - 3600.5, "soon"])
         for attr, choices in (("DESIRED_Sites", DESIRED), ("RequestMemory", MEMORY),
                               ("RequestCpus", [None, 1, 1, 2, 4, 1.5])):
             value = rng.choice(choices)

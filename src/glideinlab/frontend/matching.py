@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Mapping, Sequence
 
 import classad2
@@ -215,40 +216,39 @@ def collect_jobs(jobs: Sequence[Mapping[str, Any]], match_attrs: Sequence[str], 
     """Sort jobs into sets and clusters; junk jobs are skipped into ``skipped``.
 
     Well-typed jobs (int JobStatus, RequestCpus and times, as schedds publish them) take a fast path;
-    anything else goes through :func:`_read_job`, which checks every value.  Both give the same result.
+    anything else goes through :func:`_read_job`, which checks every value.  All give the same result
+    (``tests/unit/test_frontend_matching.py`` compares them with :mod:`.matching_reference`).
     """
     other_attrs = [a for a in match_attrs if a.lower() != REQUEST_CPUS.lower()]
     sets = JobSets()
     hosts = sets.running_hosts
     tallies: dict[tuple, list] = {}  # cluster key → [idle, old idle, idle 3600, running, values, cpus]
     plain = _PLAIN_TYPES
+    every = itemgetter("JobStatus", REQUEST_CPUS, "ServerTime", "EnteredCurrentStatus", *other_attrs)
     idle_all = 0
     age: float = 0
     for job in jobs:
-        get = job.get
-        status = get("JobStatus")
-        cpus = get(REQUEST_CPUS)
-        if cpus is None:
-            cpus = 1
-        elif type(cpus) is not int or cpus < 1:
-            status = None  # not the fast path
-        if status == IDLE and type(status) is int:
-            server_time, entered = get("ServerTime"), get("EnteredCurrentStatus")
-            if (server_time is None or type(server_time) is int) and (entered is None or type(entered) is int):
-                age = 0 if entered is None else (now if server_time is None else server_time) - entered
+        try:  # fastest: every attribute present (the schedd's own ints)
+            status, cpus, server_time, entered, *values = every(job)
+        except KeyError:
+            status = None
+        else:
+            if (type(status) is int and type(cpus) is int and type(server_time) is int and type(entered) is int
+                    and cpus >= 1 and (status == IDLE or status == RUNNING)):
+                age = server_time - entered
             else:
                 status = None
-        elif status != RUNNING or type(status) is not int:
-            status = None
+        if status is None:  # fast: ints where present, absent ones looked up (RequestCpus defaults to 1)
+            status, cpus, values = _read_job_fast(job, other_attrs, now)
+            if status is not None:
+                age = values.pop()
         if status is not None:
-            values = [get(a, _ABSENT) for a in other_attrs]
             key = (*values, cpus)
-            for index, value in enumerate(values):
+            for value in values:
                 if type(value) not in plain:
-                    if value is _ABSENT:
-                        values[index] = lookup(job, other_attrs[index])
                     key = (*(freeze(v) for v in values), cpus)
-        else:
+                    break
+        else:  # anything else: every value checked
             try:
                 status, cpus, age, values, key = _read_job(job, other_attrs, now)
             except BadValue as exc:
@@ -259,7 +259,7 @@ def collect_jobs(jobs: Sequence[Mapping[str, Any]], match_attrs: Sequence[str], 
             tally = tallies[key] = [0, 0, 0, 0, values, cpus]
         if status == RUNNING:
             tally[3] += 1
-            host = get("RemoteHost")
+            host = job.get("RemoteHost")
             if isinstance(host, str):
                 hosts.append(host)
             continue
@@ -281,6 +281,32 @@ def collect_jobs(jobs: Sequence[Mapping[str, Any]], match_attrs: Sequence[str], 
         sets.running += running
     sets.idle_all = idle_all
     return sets
+
+
+def _read_job_fast(job: Mapping[str, Any], other_attrs: Sequence[str], now: float) -> tuple[Any, Any, list]:
+    """(status, cpus, [match attr values..., idle age]) for a job with int values where present, else
+    (None, None, []) for :func:`_read_job` to check."""
+    get = job.get
+    status = get("JobStatus")
+    cpus = get(REQUEST_CPUS)
+    if cpus is None:
+        cpus = 1
+    elif type(cpus) is not int or cpus < 1:
+        return None, None, []
+    age = 0
+    if status == IDLE and type(status) is int:
+        server_time, entered = get("ServerTime"), get("EnteredCurrentStatus")
+        if not ((server_time is None or type(server_time) is int) and (entered is None or type(entered) is int)):
+            return None, None, []
+        age = 0 if entered is None else (now if server_time is None else server_time) - entered
+    elif status != RUNNING or type(status) is not int:
+        return None, None, []
+    values = []
+    for attr in other_attrs:
+        value = get(attr, _ABSENT)
+        values.append(lookup(job, attr) if value is _ABSENT else value)
+    values.append(age)
+    return status, cpus, values
 
 
 def _read_job(job: Mapping[str, Any], other_attrs: Sequence[str], now: float
