@@ -389,7 +389,7 @@ class MatchCache:
     (:func:`typed_key`), so a changed expression, attribute list, job or entry can only miss, never
     read a stale outcome.  ``masks[part key]`` holds the entry bitmasks built from those outcomes together
     with the entries' values they were built for; they are reused only while those are unchanged.
-    Bounded: past ``max_results`` outcomes everything is dropped and rebuilt.
+    Bounded: past ``max_results`` outcomes and masks everything is dropped and rebuilt.
     """
 
     def __init__(self, max_results: int = 500_000) -> None:
@@ -476,6 +476,7 @@ class _PartTable:
         found = self.masks.get(p)
         if found is None:
             found = self.masks[p] = self._build_masks(p, ad_values)
+            self.cache.size += 1  # the bound counts masks too: a job value may need no evaluation at all
         return found
 
     def _build_masks(self, p: tuple, ad_values: Mapping[str, Any]) -> tuple[int, int]:
