@@ -197,9 +197,9 @@ def baseline_count_match(idle_jobs: list[dict], entries: list[dict], python_expr
             for i, e in enumerate(entries)}
 
 
-def load_upstream(path: str) -> tuple[types.ModuleType, str]:
+def load_upstream(path: str) -> tuple[types.ModuleType, dict[str, str]]:
     """upstream's glideinFrontendLib from a GlideinWMS checkout (its root, or a directory holding
-    ``glideinwms/``), and the checkout's version (git describe) for the record."""
+    ``glideinwms/``), and the checkout's version and commit for the record (never its path)."""
     root = Path(path).expanduser().resolve()
     if (root / "frontend" / "glideinFrontendLib.py").is_file():
         package = types.ModuleType("glideinwms")
@@ -216,12 +216,16 @@ def load_upstream(path: str) -> tuple[types.ModuleType, str]:
     except ImportError as err:
         raise SystemExit(f"--upstream {path}: cannot import glideinFrontendLib: {err}") from None
     logSupport.log = logging.getLogger("upstream")  # countMatch logs through it when an expression fails
+    return glideinFrontendLib, {"version": _git(root, "describe", "--tags", "--always"),
+                                "commit": _git(root, "rev-parse", "HEAD")}
+
+
+def _git(root: Path, *args: str) -> str:
     try:
-        version = subprocess.run(["git", "-C", str(root), "describe", "--tags", "--always"], capture_output=True,
-                                 text=True, timeout=10).stdout.strip() or "unknown"
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
-        version = "unknown"
-    return glideinFrontendLib, version
+        return "unknown"
 
 
 class _StoredQueue:
@@ -328,7 +332,7 @@ def main() -> int:
     }
     record_upstream = None
     if upstream:
-        lib, version = upstream
+        lib, record_upstream = upstream
         upstream_s, theirs = best_of(args.repeat, lambda: upstream_count_match(lib, idle_jobs, entries))
         figures.update({
             "upstream_s": round(upstream_s, 3), "upstream_agrees": compare(ours, theirs),
@@ -336,7 +340,6 @@ def main() -> int:
             "upstream_over_decision": _ratio(upstream_s, decision_s),
             "upstream_over_next_cycle": _ratio(upstream_s, next_s),
         })
-        record_upstream = {"version": version}
 
     print(f"snapshot: {figures['jobs']} jobs ({result.jobs.idle} idle) × {len(entries)} entries, "
           f"{result.clusters} clusters, {result.entry_signatures} entry signatures")
