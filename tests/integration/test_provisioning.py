@@ -240,3 +240,30 @@ def _quiet(nodes) -> bool:
 def _cleanup_user_jobs(nodes):
     """The failure tests' own jobs: remove them so they do not feed later tests."""
     nodes["frontend-workspace"].run("condor_rm", "-all", user="testuser")
+
+
+def test_unservable_jobs_get_no_glidein_and_a_visible_reason(workspace, nodes):
+    """Issue 9: a job asking for more cores than any entry has, and one asking for a site that does not
+    exist, get no glidein; the glideresource ads say how many wait and why."""
+    fe, fa = nodes["frontend-workspace"], nodes["factory-workspace"]
+    _wait(lambda: _quiet(nodes), 300, "earlier glideins to leave the user pool and the factory queue")
+    start = int(time.time())
+    try:
+        for extra in (["request_cpus=2"], ['+DESIRED_Sites="NoSuchSite"']):
+            assert fe.run("python3", "-m", "glideinlab.smoke.jobs", "submit", "1", "2", *extra,
+                          user="testuser").returncode == 0
+        wanted = ["GlideClientMonitorJobsIdleUnmatched", "GlideClientMonitorJobsIdleUnmatchedCores",
+                  "GlideClientMonitorJobsIdleUnmatchedNoEntry", "GlideClientMonitorJobsIdleUnmatchedReasons"]
+        resources = _wait(lambda: (lambda r: r if r and all(
+            (x.get(wanted[0]), x.get(wanted[1]), x.get(wanted[2])) == (2, 1, 1) for x in r) else None)(
+            _ads(fe, f'GlideinMyType =?= "glideresource" && GlideClientName =?= "{CLIENT}"', wanted)),
+            120, "glideresource ads counting the two unservable jobs")
+        reasons = resources[0][wanted[3]]
+        assert "Cores: 1 (" in reasons and "RequestCpus=2" in reasons, reasons
+        assert "NoEntry: 1 (" in reasons and "NoSuchSite" in reasons, reasons
+        time.sleep(10)  # a few more frontend and factory cycles (fast profile: 3 s each)
+        requests = _ads(fa, f'GlideinMyType =?= "glideclient" && ClientName =?= "{CLIENT}"', ["ReqIdleGlideins"])
+        assert requests and all(r["ReqIdleGlideins"] == 0 for r in requests), requests
+        assert _glidein_values_since(fa, start, "GlideinEntryName") == []
+    finally:
+        _cleanup_user_jobs(nodes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -301,13 +302,81 @@ def test_request_cpus_must_fit_glidein_cpus():
     assert result.unmatched.idle == 1
 
 
+MEMORY_MATCH = {
+    "match_expr": "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites) && "
+                  "TARGET.GLIDEIN_MaxMemMBs >= MY.RequestMemory",
+    "job_match_attrs": ["DESIRED_Sites", "RequestMemory"],
+    "factory_match_attrs": ["GLIDEIN_Site", "GLIDEIN_MaxMemMBs"],
+}
+
+
+@pytest.mark.parametrize(
+    "entries, unservable, group_keys, fe_config, reason, example",
+    [
+        # issue 9: request_cpus = 2 with only 1-core entries
+        ([entry("a"), entry("b", site="B")], job(50, sites="A,B", cpus=2), {}, {}, "Cores",
+         "DESIRED_Sites='A,B', RequestCpus=2: largest GLIDEIN_CPUS of 2 entries satisfying match_expr: 1"),
+        # GLIDEIN_CPUS auto without GLIDEIN_ESTIMATED_CPUS: the cores are unknown, counted as 1
+        ([entry("a", cpus="auto")], job(50, cpus=2), {}, {}, "Cores", "decided on the node"),
+        # issue 9: +DESIRED_Sites = "NoSuchSite"
+        ([entry("a"), entry("b", site="B")], job(50, sites="NoSuchSite"), {}, {}, "NoEntry",
+         "DESIRED_Sites='NoSuchSite', RequestCpus=1"),
+        # memory: the Request* part of match_expr fails where the site part holds
+        ([entry("a", GLIDEIN_MaxMemMBs=2500), entry("b", site="B", GLIDEIN_MaxMemMBs=9000)],
+         job(50, RequestMemory=4000), MEMORY_MATCH, {}, "Size",
+         "TARGET.GLIDEIN_MaxMemMBs >= MY.RequestMemory fails at the 1 entry satisfying the rest"),
+        # the only entry that could run it is in downtime, and down entries are ignored
+        ([entry("a"), entry("b", site="B", GLIDEIN_In_Downtime=True)], job(50, sites="B"), {},
+         {"ignore_down_entries": True}, "Down", "1 entry would match, all in downtime"),
+        # the job's values break the expression
+        ([entry("a")], job(50, sites=7), {}, {}, "Undefined", "undefined or error at 1 entry"),
+        ([entry("a")], job(50, sites=1j), {}, {}, "Undefined", "not ClassAd values"),
+    ],
+)
+def test_unservable_jobs_get_no_glidein_and_a_visible_reason(entries, unservable, group_keys, fe_config, reason,
+                                                               example):
+    cfg, group = config(fe_config=fe_config, **group_keys)
+    history: dict = {}
+    for _ in range(3):  # cycle after cycle: never a stream of pilots for them
+        result = compute_group(Snapshot(now=NOW, entries=entries, jobs=[unservable] * 4), cfg, group, history)
+        history = result.history
+        assert [(r.req_idle, r.req_max_run) for r in result.requests.values()] == [(0, 0)] * len(entries)
+    assert result.unmatched.idle == 4
+    (why,) = result.unmatched.reasons
+    assert (why.reason, why.idle) == (reason, 4) and example in why.example
+    monitor = result.unmatched_monitor()
+    assert monitor["JobsIdleUnmatched"] == 4 and monitor[f"JobsIdleUnmatched{reason}"] == 4
+    assert sum(v for k, v in monitor.items() if k.startswith("JobsIdleUnmatched") and isinstance(v, int)) == 8
+    assert monitor["JobsIdleUnmatchedReasons"].startswith(f"{reason}: 4 (")
+    assert f"unmatched idle job(s), {reason}: " in format_table(result)
+
+
+def test_unservable_jobs_change_nothing_for_the_others():
+    entries = [entry("a"), entry("a4", cpus=4), entry("b", site="B")]
+    servable = jobs(7, sites="A,B") + [job(20 + i, cpus=4) for i in range(3)]
+    unservable = [job(40, cpus=8), job(41, sites="Nowhere"), job(42, sites="B", cpus=2)]
+    alone, mixed = (run(Snapshot(now=NOW, entries=entries, jobs=js)) for js in (servable, servable + unservable))
+    assert {g: (r.req_idle, r.req_max_run, r.jobs) for g, r in mixed.requests.items()} == \
+        {g: (r.req_idle, r.req_max_run, r.jobs) for g, r in alone.requests.items()}
+    assert mixed.unmatched.idle_by_reason() == {"Undefined": 0, "Cores": 2, "Down": 0, "Size": 0, "NoEntry": 1}
+    assert alone.unmatched_monitor()["JobsIdleUnmatchedReasons"] == ""
+
+
+def test_unmatched_monitor_is_valid_glideresource_content():
+    result = run(Snapshot(now=NOW, entries=[entry("a")], jobs=[job(1, sites="Z")]))
+    for key, value in result.unmatched_monitor().items():
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", "GlideClientMonitor" + key)
+        assert isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 def test_clusters_and_entry_signatures_bound_evaluations():
-    # 3 distinct (sites, cpus) clusters × 2 distinct sites = 6 evaluations for 300 jobs and 6 entries
+    # 3 distinct (sites, cpus) clusters × 2 distinct sites = at most 6 evaluations for 300 jobs and 6
+    # entries; the membership shortcut skips "B" for "A" and "A" for "B": 1 + 1 + 2
     entries = [entry(f"a{i}") for i in range(3)] + [entry(f"b{i}", site="B") for i in range(3)]
     js = jobs(100, sites="A") + [job(200 + i, sites="B") for i in range(100)] + \
         [job(400 + i, sites="A,B") for i in range(100)]
     result = run(Snapshot(now=NOW, entries=entries, jobs=js))
-    assert (result.clusters, result.entry_signatures, result.evaluations) == (3, 2, 6)
+    assert (result.clusters, result.entry_signatures, result.evaluations) == (3, 2, 4)
     assert req(result, "a0").jobs.idle == 200
 
 
@@ -582,5 +651,6 @@ def test_format_table_lists_entries_totals_and_unmatched():
     row_a = next(line for line in lines if "a@gf@fact" in line)
     assert row_a.split()[:3] == ["30", "30", "29"] and "[down]" not in row_a
     assert "[down]" in next(line for line in lines if "b@gf@fact" in line)
-    assert lines[-1].split()[0] == "1" and lines[-1].endswith("Unmatched")
-    assert lines[-2].endswith("Total")
+    assert lines[-2].split()[0] == "1" and lines[-2].endswith("Unmatched")
+    assert lines[-3].endswith("Total")
+    assert lines[-1].split()[:4] == ["1", "unmatched", "idle", "job(s),"] and "NoEntry" in lines[-1]

@@ -34,7 +34,7 @@ from ..protocol import ads, idtoken, scitoken
 from ..protocol.crypto import RequestKey
 from ..service import run_loop, setup_logging
 from .config import FrontendConfig, GroupConfig, load_frontend_config
-from .matching import COLLECTOR_KEY, SCHEDD_KEY
+from .matching import COLLECTOR_KEY, SCHEDD_KEY, MatchCache
 from .policy import QueryStatus, Snapshot, compute_group, format_table, history_from_data, history_to_data
 from .slots import count_slots
 
@@ -65,6 +65,7 @@ class Frontend:
         self.sequence = ads.UpdateSequence()
         self.advertised: dict[str, set[str]] = {}  # collector -> Names of glideclient ads sent last cycle
         self._tokens: dict[tuple, tuple[str, float]] = {}  # cache key -> (token, refresh at)
+        self.match_caches: dict[str, MatchCache] = {}  # group -> matching outcomes kept between cycles
 
     # -- start-up -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -107,7 +108,8 @@ class Frontend:
                 queries=QueryStatus(failed_schedds=tuple(failed), user_collector_ok=collector_ok))
             history_file = self.work_dir / f"group_{group.name}" / "history.json"
             history = history_from_data(_read_json(history_file))
-            result = compute_group(snapshot, self.config, group, history)
+            cache = self.match_caches.setdefault(group.name, MatchCache())
+            result = compute_group(snapshot, self.config, group, history, cache)
             _write_json(history_file, history_to_data(result.history))
             for line in result.warnings:
                 log.warning("group %s: %s", group.name, line)
@@ -123,7 +125,7 @@ class Frontend:
                     frontend_name=self.config.frontend_name, group_name=group.name, entry=entry,
                     match=ads.MatchExprs(group.effective_match_expr, group.effective_job_query_expr,
                                          group.effective_factory_query_expr, group.match.start_expr),
-                    client_monitor=request.glideresource_monitor(),
+                    client_monitor={**request.glideresource_monitor(), **result.unmatched_monitor()},
                     factory_monitor=getattr(factories.client_status.get(glideid), "monitor", None),
                     limits_triggered=request.limits_triggered, curbs_triggered=request.curbs_triggered))
             for collector in wanted:

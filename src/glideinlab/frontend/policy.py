@@ -35,7 +35,9 @@ from .matching import (
     COLLECTOR_KEY,
     Entry,
     GlideId,
+    MatchCache,
     MatchCounts,
+    UNMATCHED_REASONS,
     Unmatched,
     bad_schedds,
     collect_jobs,
@@ -181,10 +183,27 @@ class GroupResult:
     entry_signatures: int
     bad_schedds: tuple[str, ...] = field(default=())
 
+    def unmatched_monitor(self) -> dict[str, int | str]:
+        """Group-wide ``GlideClientMonitor*`` values published in every glideresource ad of the group.
+
+        ``JobsIdleUnmatched``: idle jobs (good schedds) that match no entry and so request no glidein;
+        ``JobsIdleUnmatched<Reason>`` per reason of :data:`~glideinlab.frontend.matching.UNMATCHED_REASONS`;
+        ``JobsIdleUnmatchedReasons``: a readable summary with one example per reason ("" if none).
+        """
+        u = self.unmatched
+        out: dict[str, int | str] = {"JobsIdleUnmatched": u.idle}
+        out.update((f"JobsIdleUnmatched{reason}", n) for reason, n in u.idle_by_reason().items())
+        out["JobsIdleUnmatchedReasons"] = "; ".join(f"{r.reason}: {r.idle} ({r.example})" for r in u.reasons)
+        return out
+
 
 def compute_group(snapshot: Snapshot, frontend_config: FrontendConfig, group_config: GroupConfig,
-                  history: Mapping[GlideId, EntryHistory]) -> GroupResult:
-    """Decide every entry's request for one group. Never raises on bad data; see the module docstring."""
+                  history: Mapping[GlideId, EntryHistory], cache: MatchCache | None = None) -> GroupResult:
+    """Decide every entry's request for one group. Never raises on bad data; see the module docstring.
+
+    ``cache`` (one per group, kept by the caller between cycles) only saves work: the result is the same
+    with or without it.
+    """
     fe_limits, limits = frontend_config.limits, group_config.limits
     client_name = frontend_config.client_name(group_config)
     warnings: list[str] = []
@@ -195,7 +214,7 @@ def compute_group(snapshot: Snapshot, frontend_config: FrontendConfig, group_con
                         fe_limits["old_idle_age"], bad, job_skips)
     entries = _read_entries(snapshot.entries, group_config.effective_factory_match_attrs, warnings)
     matched = match_jobs(list(jobs.clusters.values()), entries, group_config.effective_match_expr,
-                         fe_limits["ignore_down_entries"])
+                         fe_limits["ignore_down_entries"], cache)
     warnings += matched.warnings
 
     slots = _count_entry_slots(snapshot.slots, entries, client_name,
@@ -411,7 +430,8 @@ _HEADER = (
 
 
 def format_table(result: GroupResult) -> str:
-    """The per-entry table logged each cycle, like upstream's group log, with totals and unmatched."""
+    """The per-entry table logged each cycle, like upstream's group log, with totals and unmatched, then
+    one line per reason idle jobs match no entry."""
     lines = [f"group {result.group} ({result.client_name}): {result.jobs.idle} idle jobs "
              f"({result.jobs.old_idle} old, {result.jobs.idle_all - result.jobs.idle} in bad schedds), "
              f"{result.jobs.running} running; {result.clusters} clusters, {result.evaluations} evaluations",
@@ -436,4 +456,6 @@ def format_table(result: GroupResult) -> str:
     u = result.unmatched
     lines.append(f"{u.idle:>10} {'':>6} {'':>6} {u.old_idle:>6} {'':>6} {u.running:>6} {'':>6} | "
                  f"{'':>10} {'':>5} {'':>5} {'':>5} | {'':>10} {'':>5} {'':>5} | {'':>9} {'':>6} {'':>6} | Unmatched")
+    for r in u.reasons:  # why those idle jobs get no glidein, so a user need not guess
+        lines.append(f"{r.idle:>10} unmatched idle job(s), {r.reason}: {UNMATCHED_REASONS[r.reason]}; e.g. {r.example}")
     return "\n".join(lines)
